@@ -1,0 +1,80 @@
+// Command kiln is the operator CLI: it turns one cluster spec into a booted cluster.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kiln-cluster/kiln/node/version"
+)
+
+// commands holds the constructors of kiln's top-level subcommands; each file registers its own
+// in init, so that adding a command touches one file.
+var commands []func() *cobra.Command
+
+func register(c func() *cobra.Command) { commands = append(commands, c) }
+
+// userError marks an error caused by the user's input: exit code 1 rather than 2.
+type userError struct{ err error }
+
+func (e userError) Error() string { return e.err.Error() }
+func (e userError) Unwrap() error { return e.err }
+
+// userErr wraps err as a user error; nil stays nil.
+func userErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return userError{err}
+}
+
+// errReported means the problems were already printed (a validation report): exit 1, print nothing more.
+var errReported = errors.New("problems reported")
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "kiln",
+		Short: "Build self-updating clusters of Flatcar and Fedora CoreOS machines from one spec",
+		Example: `  kiln init demo && kiln validate -f demo/cluster.yaml
+  kiln render -f demo/cluster.yaml -o out`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version.Version,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return userErr(err) })
+	for _, c := range commands {
+		root.AddCommand(c())
+	}
+	return root
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	root := newRootCmd()
+	root.SetArgs(args)
+	err := root.Execute()
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errReported):
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "kiln: %v\n", err)
+	var ue userError
+	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") {
+		return 1
+	}
+	return 2
+}
+
+// args wraps a cobra positional-argument check so that its failure is a user error (exit 1).
+func args(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error { return userErr(check(cmd, a)) }
+}
