@@ -1,0 +1,331 @@
+// Package pki generates and keeps the cluster's certificate authority and the certificates of
+// etcd's peers and servers, of every kiln-node and of the operator. Everything lives in one
+// directory (OUT/pki); what exists and still fits is reused, so re-rendering gives the same bytes.
+package pki
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// Validity of what the PKI issues. The CA outlives the leaves so that leaves can be renewed.
+const (
+	caValidity   = 10 * 365 * 24 * time.Hour
+	leafValidity = 5 * 365 * 24 * time.Hour
+	// renewBefore: a leaf that expires sooner than this is issued again.
+	renewBefore = 30 * 24 * time.Hour
+)
+
+// Kinds of leaf certificate.
+const (
+	KindPeer   = "peer"   // etcd peer-to-peer, server and client auth
+	KindServer = "server" // etcd's client-facing endpoint
+	KindClient = "client" // kiln-node's etcd client identity
+)
+
+// Operator is the name of the operator's client certificate (kiln ctl).
+const Operator = "operator"
+
+// Node names a machine and the addresses its serving certificates must be valid for.
+type Node struct {
+	Name string
+	IPs  []net.IP
+	DNS  []string
+}
+
+// Pair is a certificate and its private key, both PEM-encoded.
+type Pair struct {
+	Cert []byte
+	Key  []byte
+}
+
+// NodeCerts are one node's certificates.
+type NodeCerts struct {
+	Peer, Server, Client Pair
+}
+
+// Bundle is the whole PKI: the CA (certificate only; its key stays in the directory), each
+// node's certificates and the operator's client certificate.
+type Bundle struct {
+	Dir      string
+	CA       []byte
+	Nodes    map[string]NodeCerts
+	Operator Pair
+
+	caCert *x509.Certificate
+	caKey  crypto.Signer
+}
+
+// File paths inside the PKI directory.
+func CAPath(dir string) string           { return filepath.Join(dir, "ca.crt") }
+func caKeyPath(dir string) string        { return filepath.Join(dir, "ca.key") }
+func OperatorCertPath(dir string) string { return filepath.Join(dir, Operator+".crt") }
+func OperatorKeyPath(dir string) string  { return filepath.Join(dir, Operator+".key") }
+func leafPath(dir, node, kind string) (cert, key string) {
+	base := filepath.Join(dir, "nodes", node, kind)
+	return base + ".crt", base + ".key"
+}
+
+// Ensure loads the PKI kept in dir and issues what is missing, expired or no longer matches a
+// node's addresses. It writes nothing: call Write to keep the result (into the same or another dir).
+func Ensure(dir, cluster string, nodes []Node, now time.Time) (*Bundle, error) {
+	b := &Bundle{Dir: dir, Nodes: make(map[string]NodeCerts, len(nodes))}
+	if err := b.loadOrCreateCA(cluster, now); err != nil {
+		return nil, err
+	}
+	var err error
+	for _, n := range nodes {
+		var nc NodeCerts
+		if nc.Peer, err = b.leaf(n, KindPeer, now); err != nil {
+			return nil, err
+		}
+		if nc.Server, err = b.leaf(n, KindServer, now); err != nil {
+			return nil, err
+		}
+		if nc.Client, err = b.leaf(Node{Name: n.Name}, KindClient, now); err != nil {
+			return nil, err
+		}
+		b.Nodes[n.Name] = nc
+	}
+	b.Operator, err = b.reuseOrIssue(OperatorCertPath(dir), OperatorKeyPath(dir), Node{Name: Operator}, KindClient, now)
+	return b, err
+}
+
+// Write stores the bundle under dir: certificates 0644, private keys 0600, folders 0700.
+func (b *Bundle) Write(dir string) error {
+	caKey, err := encodeKey(b.caKey)
+	if err != nil {
+		return err
+	}
+	files := []file{
+		{CAPath(dir), b.CA, 0o644},
+		{caKeyPath(dir), caKey, 0o600},
+		{OperatorCertPath(dir), b.Operator.Cert, 0o644},
+		{OperatorKeyPath(dir), b.Operator.Key, 0o600},
+	}
+	for _, name := range sortedKeys(b.Nodes) {
+		nc := b.Nodes[name]
+		for kind, p := range map[string]Pair{KindPeer: nc.Peer, KindServer: nc.Server, KindClient: nc.Client} {
+			c, k := leafPath(dir, name, kind)
+			files = append(files, file{c, p.Cert, 0o644}, file{k, p.Key, 0o600})
+		}
+	}
+	for _, f := range files {
+		if err := os.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(f.path, f.data, f.mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(f.path, f.mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type file struct {
+	path string
+	data []byte
+	mode os.FileMode
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func (b *Bundle) loadOrCreateCA(cluster string, now time.Time) error {
+	certPEM, errC := os.ReadFile(CAPath(b.Dir))
+	keyPEM, errK := os.ReadFile(caKeyPath(b.Dir))
+	switch {
+	case errC == nil && errK == nil:
+		cert, key, err := parsePair(certPEM, keyPEM)
+		if err != nil {
+			return fmt.Errorf("pki: %s: %w", CAPath(b.Dir), err)
+		}
+		if !cert.IsCA {
+			return fmt.Errorf("pki: %s is not a CA certificate", CAPath(b.Dir))
+		}
+		if now.After(cert.NotAfter) {
+			return fmt.Errorf("pki: the CA in %s expired on %s; move the directory away to start a new PKI", b.Dir, cert.NotAfter.Format(time.DateOnly))
+		}
+		b.CA, b.caCert, b.caKey = certPEM, cert, key
+		return nil
+	case errors.Is(errC, os.ErrNotExist) && errors.Is(errK, os.ErrNotExist):
+	case errC != nil && !errors.Is(errC, os.ErrNotExist):
+		return fmt.Errorf("pki: %w", errC)
+	case errK != nil && !errors.Is(errK, os.ErrNotExist):
+		return fmt.Errorf("pki: %w", errK)
+	default:
+		return fmt.Errorf("pki: %s holds only half of the CA (ca.crt and ca.key go together)", b.Dir)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "kiln CA " + cluster, Organization: []string{"kiln"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(caValidity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return err
+	}
+	b.caCert, _ = x509.ParseCertificate(der)
+	b.caKey = key
+	b.CA = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return nil
+}
+
+func (b *Bundle) leaf(n Node, kind string, now time.Time) (Pair, error) {
+	c, k := leafPath(b.Dir, n.Name, kind)
+	return b.reuseOrIssue(c, k, n, kind, now)
+}
+
+// reuseOrIssue returns the pair kept at certPath/keyPath when it was signed by this CA, is not
+// about to expire and names exactly n's addresses; otherwise a new one.
+func (b *Bundle) reuseOrIssue(certPath, keyPath string, n Node, kind string, now time.Time) (Pair, error) {
+	certPEM, errC := os.ReadFile(certPath)
+	keyPEM, errK := os.ReadFile(keyPath)
+	if errC == nil && errK == nil {
+		if cert, _, err := parsePair(certPEM, keyPEM); err == nil && b.fits(cert, n, now) {
+			return Pair{Cert: certPEM, Key: keyPEM}, nil
+		}
+	}
+	return b.issue(n, kind, now)
+}
+
+func (b *Bundle) fits(cert *x509.Certificate, n Node, now time.Time) bool {
+	if cert.CheckSignatureFrom(b.caCert) != nil || now.Add(renewBefore).After(cert.NotAfter) {
+		return false
+	}
+	if cert.Subject.CommonName != n.Name {
+		return false
+	}
+	want := ipStrings(n.IPs)
+	have := ipStrings(cert.IPAddresses)
+	return slices.Equal(want, have) && slices.Equal(sortedCopy(n.DNS), sortedCopy(cert.DNSNames))
+}
+
+func (b *Bundle) issue(n Node, kind string, now time.Time) (Pair, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return Pair{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: n.Name, Organization: []string{"kiln"}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(leafValidity),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		DNSNames:     sortedCopy(n.DNS),
+		IPAddresses:  n.IPs,
+	}
+	switch kind {
+	case KindPeer:
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	case KindServer:
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	case KindClient:
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		tmpl.DNSNames, tmpl.IPAddresses = nil, nil
+	default:
+		return Pair{}, fmt.Errorf("pki: unknown certificate kind %q", kind)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, b.caCert, key.Public(), b.caKey)
+	if err != nil {
+		return Pair{}, err
+	}
+	keyPEM, err := encodeKey(key)
+	if err != nil {
+		return Pair{}, err
+	}
+	return Pair{Cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), Key: keyPEM}, nil
+}
+
+func encodeKey(k crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, crypto.Signer, error) {
+	cb, _ := pem.Decode(certPEM)
+	if cb == nil || cb.Type != "CERTIFICATE" {
+		return nil, nil, errors.New("no PEM certificate")
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	kb, _ := pem.Decode(keyPEM)
+	if kb == nil {
+		return nil, nil, errors.New("no PEM private key")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	signer, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, nil, errors.New("private key cannot sign")
+	}
+	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(cert.PublicKey) {
+		return nil, nil, errors.New("private key does not match the certificate")
+	}
+	return cert, signer, nil
+}
+
+func serial() *big.Int {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return n
+}
+
+func ipStrings(ips []net.IP) []string {
+	s := make([]string, len(ips))
+	for i, ip := range ips {
+		s[i] = ip.String()
+	}
+	slices.Sort(s)
+	return s
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
+}
+
+// Equal reports whether p and o hold the same bytes.
+func (p Pair) Equal(o Pair) bool { return bytes.Equal(p.Cert, o.Cert) && bytes.Equal(p.Key, o.Key) }
