@@ -1,0 +1,94 @@
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/coreos/butane/config"
+	"github.com/coreos/butane/config/common"
+	vreport "github.com/coreos/vcontext/report"
+	"gopkg.in/yaml.v3"
+
+	"github.com/kiln-cluster/kiln/bootstrap/report"
+)
+
+// Variant is the Butane variant and version kiln writes for an OS.
+func Variant(os string) (variant, version string) {
+	if os == "fcos" {
+		return "fcos", "1.7.0"
+	}
+	return "flatcar", "1.1.0"
+}
+
+// CheckSnippet translates a user's Butane snippet alone, reporting Butane's and Ignition's
+// problems at the snippet's own lines. The snippet must be of the cluster's variant.
+func CheckSnippet(file string, raw []byte, os string) (report.Report, error) {
+	var r report.Report
+	var head struct {
+		Variant string `yaml:"variant"`
+		Version string `yaml:"version"`
+	}
+	if err := yaml.Unmarshal(raw, &head); err != nil {
+		line, msg := yamlErrorLine(err)
+		r.Errorf(file, line, 0, "", "%s", msg)
+		return r, nil
+	}
+	want, _ := Variant(os)
+	if head.Variant != want {
+		r.Errorf(file, 1, 1, "variant", "snippet variant %q: a %s cluster takes Butane snippets of variant %q", head.Variant, os, want)
+		return r, nil
+	}
+	_, vr, err := config.TranslateBytes(raw, common.TranslateBytesOptions{})
+	FromButane(&r, file, vr)
+	if err != nil && !r.HasErrors(false) {
+		var ue common.ErrUnmarshal
+		switch {
+		case errors.As(err, &ue):
+			line, msg := yamlErrorLine(errors.New(ue.Detail))
+			r.Errorf(file, line, 0, "", "%s", msg)
+		default:
+			r.Errorf(file, 0, 0, "", "butane: %v", err)
+		}
+	}
+	return r, nil
+}
+
+// FromButane adds the entries of a Butane or Ignition report to r, at file's lines.
+func FromButane(r *report.Report, file string, vr vreport.Report) {
+	for _, e := range vr.Entries {
+		line, col := e.Marker.Start()
+		p := report.Problem{File: file, Line: int(line), Col: int(col), Path: strings.TrimPrefix(e.Context.String(), "$."), Message: e.Message}
+		switch e.Kind {
+		case vreport.Error:
+			p.Severity = report.Error
+		case vreport.Warn:
+			p.Severity = report.Warning
+		default:
+			continue
+		}
+		r.Add(p)
+	}
+}
+
+// checkUnit reports the problems of a unit file: its name, and its [X-Fleet] section.
+func checkUnit(file, name string, raw []byte) report.Report {
+	var r report.Report
+	if err := unitCheck(name, raw); err != nil {
+		var le interface{ Position() (int, int) }
+		line, col := 0, 0
+		if errors.As(err, &le) {
+			line, col = le.Position()
+		}
+		r.Errorf(file, line, col, "", "unit %s: %v", name, err)
+	}
+	return r
+}
+
+// unitCheck is replaced by the unit parser of node/unit.
+var unitCheck = func(name string, raw []byte) error {
+	if !strings.Contains(name, ".") {
+		return fmt.Errorf("unit name %q has no type suffix such as .service", name)
+	}
+	return nil
+}
