@@ -1,0 +1,409 @@
+package render
+
+import (
+	"bytes"
+	"crypto/sha512"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/kiln-cluster/kiln/bootstrap/pki"
+	"github.com/kiln-cluster/kiln/bootstrap/spec"
+	"github.com/kiln-cluster/kiln/configs"
+	nodeconfig "github.com/kiln-cluster/kiln/node/config"
+)
+
+// Where things go on a node.
+const (
+	NodeConfigPath  = nodeconfig.DefaultPath
+	PKIDir          = "/etc/kiln/pki"
+	UnitsDir        = "/etc/kiln/units"
+	UnitsManifest   = UnitsDir + "/units.yaml"
+	EtcdEnvPath     = "/etc/kiln/etcd.env"
+	FleetLockListen = "127.0.0.1:4381"
+	MetricsListen   = "127.0.0.1:9438"
+	NodeDataDir     = "/var/lib/kiln"
+)
+
+// binDir is where fetched binaries go: /opt/bin on Flatcar, /usr/local/bin on Fedora CoreOS.
+func binDir(os string) string {
+	if os == "fcos" {
+		return "/usr/local/bin"
+	}
+	return "/opt/bin"
+}
+
+// Manifest is the list of the cluster's units that kiln-node submits on first start
+// (UnitsManifest on every node).
+type Manifest struct {
+	Units []ManifestUnit `yaml:"units"`
+}
+
+// ManifestUnit is one unit file of the cluster and what to start of it.
+type ManifestUnit struct {
+	Name      string `yaml:"name"`
+	Instances int    `yaml:"instances,omitempty"`
+	State     string `yaml:"state"`
+}
+
+// cluster holds what every node's config is made from, computed once per render.
+type cluster struct {
+	s       *spec.Spec
+	pki     *pki.Bundle
+	variant string
+	version string
+	// kilnNodeHash and etcdHash are "sha512-<hex>" or empty.
+	kilnNodeHash, etcdHash string
+	endpoints              []string
+	initialCluster         string
+	units                  []file // the unit files under UnitsDir, and the manifest
+	snippets               []*yaml.Node
+}
+
+func newCluster(s *spec.Spec, b *pki.Bundle) (*cluster, error) {
+	c := &cluster{s: s, pki: b}
+	c.variant, c.version = spec.Variant(s.Cluster.OS)
+	var err error
+	if c.kilnNodeHash, err = binaryHash(s, &s.Cluster.KilnNode); err != nil {
+		return nil, fmt.Errorf("kilnNode: %w", err)
+	}
+	if c.etcdHash, err = binaryHash(s, &s.Cluster.Etcd.Binary); err != nil {
+		return nil, fmt.Errorf("etcd binary: %w", err)
+	}
+	var peers []string
+	for _, m := range s.Cluster.Etcd.Members {
+		n := s.Node(m)
+		host := nodeHost(n)
+		c.endpoints = append(c.endpoints, fmt.Sprintf("https://%s:%d", host, s.Cluster.Etcd.ClientPort))
+		peers = append(peers, fmt.Sprintf("%s=https://%s:%d", m, host, s.Cluster.Etcd.PeerPort))
+	}
+	c.initialCluster = strings.Join(peers, ",")
+	var man Manifest
+	for i, u := range s.Cluster.Units {
+		raw, err := os.ReadFile(s.Path(u.File))
+		if err != nil {
+			return nil, err
+		}
+		name := filepath.Base(u.File)
+		c.units = append(c.units, file{Path: UnitsDir + "/" + name, Mode: 0o644, Contents: contents{Inline: string(raw)}, origin: fmt.Sprintf("cluster.units.%d.file", i)})
+		man.Units = append(man.Units, ManifestUnit{Name: name, Instances: u.Instances, State: u.State})
+	}
+	if len(man.Units) > 0 {
+		raw, err := marshalYAML(man)
+		if err != nil {
+			return nil, err
+		}
+		c.units = append(c.units, file{Path: UnitsManifest, Mode: 0o644, Contents: contents{Inline: string(raw)}, origin: "cluster.units"})
+	}
+	for _, sn := range s.Snippets {
+		n, err := loadSnippet(s.Path(sn))
+		if err != nil {
+			return nil, err
+		}
+		c.snippets = append(c.snippets, n)
+	}
+	return c, nil
+}
+
+func loadSnippet(path string) (*yaml.Node, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var n yaml.Node
+	if err := yaml.Unmarshal(raw, &n); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &n, nil
+}
+
+// binaryHash gives Ignition's verification hash of a fetched binary: the spec's sha512, or the
+// digest of the local file the spec names.
+func binaryHash(s *spec.Spec, b *spec.Binary) (string, error) {
+	switch {
+	case b.SHA512 != "":
+		return "sha512-" + strings.ToLower(b.SHA512), nil
+	case b.File != "":
+		f, err := os.Open(s.Path(b.File))
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		h := sha512.New()
+		if _, err := io.Copy(h, f); err != nil {
+			return "", err
+		}
+		return "sha512-" + hex.EncodeToString(h.Sum(nil)), nil
+	}
+	return "", nil
+}
+
+// nodeHost is how peers reach a node: its static address, else its name.
+func nodeHost(n *spec.Node) string {
+	if n.IP != "" {
+		if p, err := netip.ParsePrefix(n.IP); err == nil {
+			return p.Addr().String()
+		}
+	}
+	return n.Name
+}
+
+// role is what decides which shared part a node gets.
+type role struct{ member bool }
+
+// shared builds the part of the config that every node of a role shares, cluster snippets
+// merged in.
+func (c *cluster) shared(r role) (*yaml.Node, error) {
+	s := c.s
+	d := doc{Variant: c.variant, Version: c.version}
+	d.Passwd.Users = []user{{Name: "core", SSHAuthorizedKeys: s.Cluster.SSHAuthorizedKeys}}
+	d.Storage.Files = append(d.Storage.Files, file{Path: PKIDir + "/ca.crt", Mode: 0o644, Contents: contents{Inline: string(c.pki.CA)}})
+
+	// OS updates: the channel, and reboots left to kiln-node.
+	up := s.Cluster.Updates
+	if s.Cluster.OS == "flatcar" {
+		body, err := execute("update.conf", map[string]any{"Channel": s.Cluster.Channel, "Server": up.Server, "Strategy": up.Strategy})
+		if err != nil {
+			return nil, err
+		}
+		d.Storage.Files = append(d.Storage.Files, file{Path: "/etc/flatcar/update.conf", Mode: 0o644, Overwrite: yes, Contents: contents{Inline: body}})
+		d.Systemd.Units = append(d.Systemd.Units, unit{Name: "locksmithd.service", Mask: yes})
+	} else {
+		body, err := execute("zincati.toml", map[string]any{"Channel": s.Cluster.Channel, "Strategy": up.Strategy, "Group": up.Group, "FleetLock": FleetLockListen})
+		if err != nil {
+			return nil, err
+		}
+		d.Storage.Files = append(d.Storage.Files, file{Path: "/etc/zincati/config.d/55-kiln-updates.toml", Mode: 0o644, Contents: contents{Inline: body}})
+	}
+
+	// The container runtime and its mirrors.
+	rt := s.Cluster.Runtime
+	switch rt.Engine {
+	case "docker":
+		if m := rt.Mirrors["docker.io"]; len(m) > 0 {
+			raw, err := jsonIndent(map[string]any{"registry-mirrors": m})
+			if err != nil {
+				return nil, err
+			}
+			d.Storage.Files = append(d.Storage.Files, file{Path: "/etc/docker/daemon.json", Mode: 0o644, Contents: contents{Inline: raw}})
+		}
+		d.Systemd.Units = append(d.Systemd.Units, unit{Name: "docker.service", Enabled: yes})
+	case "podman":
+		if len(rt.Mirrors) > 0 {
+			type registry struct {
+				Name    string
+				Mirrors []string
+			}
+			var regs []registry
+			for _, name := range sortedKeys(rt.Mirrors) {
+				var ms []string
+				for _, m := range rt.Mirrors[name] {
+					ms = append(ms, hostPath(m))
+				}
+				regs = append(regs, registry{name, ms})
+			}
+			body, err := execute("registries.conf", map[string]any{"Registries": regs})
+			if err != nil {
+				return nil, err
+			}
+			d.Storage.Files = append(d.Storage.Files, file{Path: "/etc/containers/registries.conf.d/50-kiln-mirrors.conf", Mode: 0o644, Contents: contents{Inline: body}})
+		}
+		d.Systemd.Units = append(d.Systemd.Units, unit{Name: "podman.socket", Enabled: yes})
+	}
+
+	// etcd, on members.
+	if r.member {
+		e := s.Cluster.Etcd
+		vars := map[string]any{"Cluster": s.Cluster.Name, "Engine": rt.Engine, "Image": e.Image, "Binary": e.Binary.URL != "", "BinaryPath": binDir(s.Cluster.OS) + "/etcd"}
+		if e.Binary.URL != "" {
+			d.Storage.Files = append(d.Storage.Files, fetched(binDir(s.Cluster.OS)+"/etcd", e.Binary.URL, c.etcdHash))
+		}
+		body, err := execute("kiln-etcd.service", vars)
+		if err != nil {
+			return nil, err
+		}
+		d.Systemd.Units = append(d.Systemd.Units, unit{Name: "kiln-etcd.service", Enabled: yes, Contents: body})
+	}
+
+	// kiln-node and the cluster's units it submits.
+	kn := binDir(s.Cluster.OS) + "/kiln-node"
+	d.Storage.Files = append(d.Storage.Files, fetched(kn, s.Cluster.KilnNode.URL, c.kilnNodeHash))
+	body, err := execute("kiln-node.service", map[string]any{"Binary": kn, "Member": r.member})
+	if err != nil {
+		return nil, err
+	}
+	d.Systemd.Units = append(d.Systemd.Units, unit{Name: "kiln-node.service", Enabled: yes, Contents: body})
+	d.Storage.Files = append(d.Storage.Files, c.units...)
+
+	n, err := toNode(&d)
+	if err != nil {
+		return nil, err
+	}
+	for _, sn := range c.snippets {
+		merge(n, sn, "")
+	}
+	return n, nil
+}
+
+// perNode builds what only this node has: its name, addresses, certificates and node.yaml.
+func (c *cluster) perNode(i int) (*doc, error) {
+	s := c.s
+	n := &s.Nodes[i]
+	member := s.IsMember(n.Name)
+	p := fmt.Sprintf("nodes.%d", i)
+	d := &doc{Variant: c.variant, Version: c.version}
+	add := func(f file) { d.Storage.Files = append(d.Storage.Files, f) }
+	add(file{Path: "/etc/hostname", Mode: 0o644, Overwrite: yes, Contents: contents{Inline: n.Name + "\n"}, origin: p + ".name"})
+
+	if n.IP != "" {
+		vars := map[string]any{"MAC": strings.ToLower(n.MAC), "IP": n.IP, "Gateway": n.Gateway, "DNS": n.DNS}
+		if s.Cluster.OS == "flatcar" {
+			body, err := execute("node.network", vars)
+			if err != nil {
+				return nil, err
+			}
+			add(file{Path: "/etc/systemd/network/00-kiln.network", Mode: 0o644, Contents: contents{Inline: body}, origin: p + ".ip"})
+		} else {
+			body, err := execute("node.nmconnection", vars)
+			if err != nil {
+				return nil, err
+			}
+			add(file{Path: "/etc/NetworkManager/system-connections/kiln.nmconnection", Mode: 0o600, Contents: contents{Inline: body}, origin: p + ".ip"})
+		}
+	}
+
+	certs := c.pki.Nodes[n.Name]
+	add(file{Path: PKIDir + "/client.crt", Mode: 0o644, Contents: contents{Inline: string(certs.Client.Cert)}, origin: p + ".name"})
+	add(file{Path: PKIDir + "/client.key", Mode: 0o600, Contents: contents{Inline: string(certs.Client.Key)}, origin: p + ".name"})
+
+	if member {
+		e := s.Cluster.Etcd
+		host := nodeHost(n)
+		body, err := execute("etcd.env", map[string]any{
+			"Name": n.Name, "InitialCluster": c.initialCluster, "Token": "kiln-" + s.Cluster.Name,
+			"PeerURL": fmt.Sprintf("https://%s:%d", host, e.PeerPort), "ClientURL": fmt.Sprintf("https://%s:%d", host, e.ClientPort),
+			"PeerPort": e.PeerPort, "ClientPort": e.ClientPort,
+		})
+		if err != nil {
+			return nil, err
+		}
+		add(file{Path: EtcdEnvPath, Mode: 0o644, Contents: contents{Inline: body}, origin: p + ".name"})
+		for _, kp := range []struct {
+			name string
+			pair pki.Pair
+		}{{"peer", certs.Peer}, {"server", certs.Server}} {
+			add(file{Path: PKIDir + "/etcd/" + kp.name + ".crt", Mode: 0o644, Contents: contents{Inline: string(kp.pair.Cert)}, origin: p + ".name"})
+			add(file{Path: PKIDir + "/etcd/" + kp.name + ".key", Mode: 0o600, Contents: contents{Inline: string(kp.pair.Key)}, origin: p + ".name"})
+		}
+	}
+
+	nc := c.nodeConfig(n)
+	raw, err := nc.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	add(file{Path: NodeConfigPath, Mode: 0o644, Contents: contents{Inline: string(raw)}, origin: p})
+	return d, nil
+}
+
+// nodeConfig is the node's /etc/kiln/node.yaml.
+func (c *cluster) nodeConfig(n *spec.Node) *nodeconfig.Config {
+	s := c.s
+	up := s.Cluster.Updates
+	nc := &nodeconfig.Config{
+		Hostname: n.Name,
+		DataDir:  NodeDataDir,
+		Metadata: n.Metadata,
+		OS:       s.Cluster.OS,
+		Channel:  s.Cluster.Channel,
+		Etcd: nodeconfig.Etcd{
+			Endpoints: c.endpoints,
+			CA:        PKIDir + "/ca.crt",
+			Cert:      PKIDir + "/client.crt",
+			Key:       PKIDir + "/client.key",
+		},
+		Reboot:        nodeconfig.Reboot{Strategy: up.Strategy, Group: n.Group, MaxConcurrent: up.MaxConcurrent},
+		MetricsListen: MetricsListen,
+		Executor:      "systemd",
+	}
+	if up.Window != nil {
+		nc.Reboot.Window = &nodeconfig.Window{Start: up.Window.Start, Length: up.Window.Length}
+	}
+	// Zincati on Fedora CoreOS asks kiln-node through FleetLock, whatever the cluster's strategy.
+	if up.Strategy == "fleetlock" || (s.Cluster.OS == "fcos" && up.Strategy == "etcd-lock") {
+		nc.FleetLockListen = FleetLockListen
+	}
+	if len(s.Cluster.Units) > 0 {
+		nc.UnitsDir = UnitsDir
+	}
+	return nc
+}
+
+func fetched(path, source, hash string) file {
+	f := file{Path: path, Mode: 0o755, Contents: contents{Source: source}}
+	if hash != "" {
+		f.Contents.Verification = &verification{Hash: hash}
+	}
+	return f
+}
+
+func execute(name string, data any) (string, error) {
+	var b bytes.Buffer
+	if err := configs.Templates.ExecuteTemplate(&b, name, data); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+func toNode(v any) (*yaml.Node, error) {
+	var n yaml.Node
+	if err := n.Encode(v); err != nil {
+		return nil, err
+	}
+	return &n, nil
+}
+
+// hostPath strips the scheme from a mirror URL, as containers-registries.conf wants it.
+func hostPath(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return raw
+	}
+	return strings.TrimSuffix(u.Host+u.Path, "/")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// PKINodes lists what the PKI must issue for the spec: every node's name and addresses.
+func PKINodes(s *spec.Spec) []pki.Node {
+	nodes := make([]pki.Node, len(s.Nodes))
+	for i, n := range s.Nodes {
+		pn := pki.Node{Name: n.Name, DNS: []string{n.Name, "localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}
+		if p, err := netip.ParsePrefix(n.IP); err == nil {
+			pn.IPs = append(pn.IPs, net.IP(p.Addr().AsSlice()))
+		}
+		nodes[i] = pn
+	}
+	return nodes
+}
+
+// ClientURL is the etcd client URL of the named member.
+func ClientURL(s *spec.Spec, member string) string {
+	return fmt.Sprintf("https://%s:%d", nodeHost(s.Node(member)), s.Cluster.Etcd.ClientPort)
+}

@@ -1,0 +1,191 @@
+// Package render turns a validated cluster spec and its PKI into every node's Butane config and
+// the Ignition config that Butane translates it to, validated by the Ignition library.
+//
+// What nodes of one role (etcd member or not) share is translated once; what differs per node
+// (its name, addresses, certificates and node.yaml; all of them files) is encoded on its own and
+// spliced in. Nodes with their own snippets, or whose files collide with shared ones, take the
+// whole translation. Both ways give byte-identical output; the tests hold them to it.
+package render
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/coreos/butane/config"
+	"github.com/coreos/butane/config/common"
+	"golang.org/x/sync/errgroup"
+	"gopkg.in/yaml.v3"
+
+	"github.com/kiln-cluster/kiln/bootstrap/pki"
+	"github.com/kiln-cluster/kiln/bootstrap/report"
+	"github.com/kiln-cluster/kiln/bootstrap/spec"
+)
+
+// Node is one node's rendered configs.
+type Node struct {
+	Name     string
+	Butane   []byte
+	Ignition []byte
+}
+
+// Options tune a render.
+type Options struct {
+	// Workers translate nodes in parallel; 0 means one per CPU.
+	Workers int
+	// Slow translates every node's whole Butane config, as a reference for tests and benchmarks.
+	Slow bool
+}
+
+// ErrInvalid is returned with a report when a node's config does not translate or validate.
+var ErrInvalid = errors.New("the generated config is invalid")
+
+// Render renders every node of s (defaults applied, validated) with the certificates of b.
+// Problems that Butane or Ignition find are reported against the node's config.bu.
+func Render(s *spec.Spec, b *pki.Bundle, opt Options) ([]Node, report.Report, error) {
+	var rep report.Report
+	c, err := newCluster(s, b)
+	if err != nil {
+		return nil, rep, err
+	}
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	out := make([]Node, len(s.Nodes))
+	reports := make([]report.Report, len(s.Nodes))
+	var mu sync.Mutex
+	shared := map[role]*sharedPart{}
+	sharedFor := func(r role) (*sharedPart, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if sp, ok := shared[r]; ok {
+			return sp, nil
+		}
+		sp, err := c.newSharedPart(r)
+		if err == nil {
+			shared[r] = sp
+		}
+		return sp, err
+	}
+	var g errgroup.Group
+	g.SetLimit(workers)
+	for i := range s.Nodes {
+		g.Go(func() error {
+			name := s.Nodes[i].Name
+			pn, err := c.perNode(i)
+			if err != nil {
+				return fmt.Errorf("node %s: %w", name, err)
+			}
+			sp, err := sharedFor(role{member: s.IsMember(name)})
+			if err != nil {
+				return err
+			}
+			if !opt.Slow && sp.ign != nil && len(s.Nodes[i].Snippets) == 0 && !sp.collides(pn) {
+				out[i], err = sp.splice(name, pn)
+				return err
+			}
+			out[i], reports[i], err = c.whole(name, sp, pn, s.Nodes[i].Snippets)
+			return err
+		})
+	}
+	err = g.Wait()
+	for _, r := range reports {
+		rep.Merge(r)
+	}
+	if err != nil {
+		return nil, rep, err
+	}
+	return out, rep, nil
+}
+
+// whole builds a node's full Butane config and translates it with Butane.
+func (c *cluster) whole(name string, sp *sharedPart, pn *doc, snippets []string) (Node, report.Report, error) {
+	var rep report.Report
+	n, err := sp.tree()
+	if err != nil {
+		return Node{}, rep, err
+	}
+	pt, err := toNode(pn)
+	if err != nil {
+		return Node{}, rep, err
+	}
+	mergeUnder(n, pt)
+	for _, f := range snippets {
+		sn, err := loadSnippet(c.s.Path(f))
+		if err != nil {
+			return Node{}, rep, err
+		}
+		merge(n, sn, "")
+	}
+	bu, err := marshalYAML(n)
+	if err != nil {
+		return Node{}, rep, err
+	}
+	ign, err := translate(name, bu, &rep)
+	return Node{Name: name, Butane: bu, Ignition: ign}, rep, err
+}
+
+// translate runs Butane on a node's config; problems are reported at <node>/config.bu.
+func translate(name string, bu []byte, rep *report.Report) ([]byte, error) {
+	ign, r, err := config.TranslateBytes(bu, common.TranslateBytesOptions{})
+	file := name + "/config.bu"
+	spec.FromButane(rep, file, r)
+	if err != nil {
+		if !rep.HasErrors(false) {
+			rep.Errorf(file, 0, 0, "", "butane: %v", err)
+		}
+		return nil, fmt.Errorf("node %s: %w", name, ErrInvalid)
+	}
+	return ign, nil
+}
+
+// mergeUnder adds child's entries to parent where parent has none of the same key: what is
+// shared (the user's cluster snippets among it) wins over kiln's per-node defaults.
+func mergeUnder(parent, child *yaml.Node) {
+	if parent.Kind == yaml.DocumentNode {
+		parent = parent.Content[0]
+	}
+	if child.Kind == yaml.DocumentNode {
+		child = child.Content[0]
+	}
+	for i := 0; i+1 < len(child.Content); i += 2 {
+		k, cv := child.Content[i], child.Content[i+1]
+		pv := lookup(parent, k.Value)
+		switch {
+		case pv == nil:
+			parent.Content = append(parent.Content, k, cv)
+		case pv.Kind == yaml.MappingNode && cv.Kind == yaml.MappingNode:
+			mergeUnder(pv, cv)
+		case pv.Kind == yaml.SequenceNode && cv.Kind == yaml.SequenceNode:
+			for _, e := range cv.Content {
+				if p := lookup(e, "path"); p != nil && hasEntry(pv, "path", p.Value) {
+					continue
+				}
+				pv.Content = append(pv.Content, e)
+			}
+		}
+	}
+}
+
+func hasEntry(list *yaml.Node, key, value string) bool {
+	for _, e := range list.Content {
+		if k := lookup(e, key); k != nil && k.Value == value {
+			return true
+		}
+	}
+	return false
+}
+
+func jsonIndent(v any) (string, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
