@@ -85,4 +85,3 @@ func contextFile(s *spec.Spec, out string) ([]byte, error) {
 	}{s.Cluster.Name, endpoints, pki.CAPath(abs), pki.OperatorCertPath(abs), pki.OperatorKeyPath(abs)}
 	return yaml.Marshal(ctx)
 }
-
