@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	igntypes "github.com/coreos/ignition/v2/config/v3_4/types"
+	"github.com/coreos/vcontext/validate"
 	"gopkg.in/yaml.v3"
 
 	"github.com/kiln-cluster/kiln/bootstrap/report"
@@ -167,6 +169,9 @@ func (sp *sharedPart) splice(name string, pn *doc) (Node, error) {
 		if err != nil {
 			return Node{}, fmt.Errorf("node %s: %s: %w", name, f.Path, err)
 		}
+		if err := validateFile(raw); err != nil {
+			return Node{}, fmt.Errorf("node %s: %s: %w", name, f.Path, err)
+		}
 		ign.Write(raw)
 	}
 	ign.Write(sp.ignTail)
@@ -184,6 +189,19 @@ func marshalYAML(v any) ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// validateFile checks one encoded file with the Ignition library's own rules (a whole config's
+// rules, such as duplicate paths, are checked by collides and by the shared translation).
+func validateFile(raw []byte) error {
+	var f igntypes.File
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return err
+	}
+	if r := validate.Validate(f, "json"); r.IsFatal() {
+		return fmt.Errorf("%w: %s", ErrInvalid, r.String())
+	}
+	return nil
 }
 
 // ignFile is a file as Butane writes it into Ignition (spec 3.4 to 3.6 alike), fields in
