@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 )
@@ -33,9 +34,13 @@ func (s *Spec) Defaults(kilnVersion string) {
 	c.OS = or(c.OS, DefaultOS)
 	c.Channel = or(c.Channel, DefaultChannel)
 	if len(c.Etcd.Members) == 0 {
-		n := min(3, len(s.Nodes))
-		for _, node := range s.Nodes[:n] {
-			c.Etcd.Members = append(c.Etcd.Members, node.Name)
+		for _, node := range s.Nodes {
+			if len(c.Etcd.Members) == 3 {
+				break
+			}
+			if node.Name != "" && !s.IsMember(node.Name) {
+				c.Etcd.Members = append(c.Etcd.Members, node.Name)
+			}
 		}
 	}
 	if c.Etcd.ClientPort == 0 {
@@ -46,7 +51,7 @@ func (s *Spec) Defaults(kilnVersion string) {
 	}
 	c.Etcd.Image = or(c.Etcd.Image, DefaultEtcdImage)
 	c.Updates.Strategy = or(c.Updates.Strategy, DefaultStrategy)
-	if c.Updates.MaxConcurrent == 0 {
+	if c.Updates.MaxConcurrent == 0 && !s.has("cluster.updates.maxConcurrent") {
 		c.Updates.MaxConcurrent = DefaultMaxConcurrent
 	}
 	c.Updates.Group = or(c.Updates.Group, DefaultGroup)
@@ -54,7 +59,7 @@ func (s *Spec) Defaults(kilnVersion string) {
 	for i := range c.Units {
 		u := &c.Units[i]
 		u.State = or(u.State, DefaultState)
-		if u.Instances == 0 && IsTemplate(filepath.Base(u.File)) {
+		if u.Instances == 0 && IsTemplate(filepath.Base(u.File)) && !s.has(fmt.Sprintf("cluster.units.%d.instances", i)) {
 			u.Instances = 1
 		}
 	}

@@ -54,7 +54,7 @@ func (s *Spec) Pos(path string) (line, col int) {
 	if path == "" {
 		return
 	}
-	for _, part := range strings.Split(path, ".") {
+	for _, part := range splitPath(path) {
 		wantKey := strings.HasPrefix(part, "~")
 		part = strings.TrimPrefix(part, "~")
 		if n.Kind == yaml.AliasNode {
@@ -84,4 +84,52 @@ func (s *Spec) Pos(path string) (line, col int) {
 		line, col = n.Line, n.Column
 	}
 	return
+}
+
+// Key escapes a map key for a path: dots in it are not separators ("mirrors.docker\\.io").
+func Key(k string) string { return strings.ReplaceAll(k, ".", `\.`) }
+
+// splitPath splits a dot-separated path, keeping escaped dots (Key) inside their part.
+func splitPath(path string) []string {
+	var parts []string
+	var cur strings.Builder
+	for i := 0; i < len(path); i++ {
+		switch {
+		case path[i] == '\\' && i+1 < len(path) && path[i+1] == '.':
+			cur.WriteByte('.')
+			i++
+		case path[i] == '.':
+			parts = append(parts, cur.String())
+			cur.Reset()
+		default:
+			cur.WriteByte(path[i])
+		}
+	}
+	return append(parts, cur.String())
+}
+
+// has reports whether the spec sets the value at path.
+func (s *Spec) has(path string) bool {
+	if s == nil || s.src == nil {
+		return false
+	}
+	n := s.src.root
+	for _, part := range splitPath(path) {
+		if n = lookupKey(n, part); n == nil {
+			return false
+		}
+	}
+	return true
+}
+
+func lookupKey(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
 }

@@ -112,12 +112,12 @@ func (v *validator) cluster() {
 	}
 	if v.oneOf("cluster.runtime", "container runtime", c.Runtime.Engine, Engines) {
 		for _, reg := range sortedKeys(c.Runtime.Mirrors) {
-			p := "cluster.runtime.mirrors." + reg
+			p := "cluster.runtime.mirrors." + Key(reg)
 			if strings.ContainsAny(reg, "/: ") || reg == "" {
-				v.errorf("cluster.runtime.mirrors.~"+reg, "registry %q: expected a host name such as docker.io", reg)
+				v.errorf("cluster.runtime.mirrors.~"+Key(reg), "registry %q: expected a host name such as docker.io", reg)
 			}
 			if c.Runtime.Engine == "docker" && reg != "docker.io" {
-				v.warnf("cluster.runtime.mirrors.~"+reg, "docker mirrors only docker.io; the mirrors of %s are ignored (use podman to mirror other registries)", reg)
+				v.warnf("cluster.runtime.mirrors.~"+Key(reg), "docker mirrors only docker.io; the mirrors of %s are ignored (use podman to mirror other registries)", reg)
 			}
 			for i, m := range c.Runtime.Mirrors[reg] {
 				v.url(fmt.Sprintf("%s.%d", p, i), m, "a mirror")
@@ -221,10 +221,10 @@ func (v *validator) nodes() {
 		}
 		for _, k := range sortedKeys(n.Metadata) {
 			if !metaRe.MatchString(k) {
-				v.errorf(p+".metadata.~"+k, "metadata key %q: expected letters, digits, dots, dashes and underscores", k)
+				v.errorf(p+".metadata.~"+Key(k), "metadata key %q: expected letters, digits, dots, dashes and underscores", k)
 			}
 			if strings.ContainsAny(n.Metadata[k], ",=\"\n") {
-				v.errorf(p+".metadata."+k, "metadata value %q: must not hold commas, equals signs, quotes or newlines", n.Metadata[k])
+				v.errorf(p+".metadata."+Key(k), "metadata value %q: must not hold commas, equals signs, quotes or newlines", n.Metadata[k])
 			}
 		}
 		if !groupRe.MatchString(n.Group) {
