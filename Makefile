@@ -31,7 +31,8 @@ deb-deps:
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 
-# The versions come from go.mod's tool directives, so they are the project's choice.
+# The versions come from go.mod's tool directives, so they are the project's choice. Ignition is
+# built as Flatcar builds it: no SELinux relabeling (the test roots have no policy).
 tools: $(TOOLS)/etcd $(TOOLS)/ignition
 
 $(TOOLS)/etcd: go.mod
@@ -40,7 +41,7 @@ $(TOOLS)/etcd: go.mod
 
 $(TOOLS)/ignition: go.mod | deb-deps
 	@mkdir -p $(TOOLS)
-	$(GO) build -o $@ github.com/coreos/ignition/v2/internal
+	$(GO) build -ldflags '-X github.com/coreos/ignition/v2/internal/distro.selinuxRelabel=false' -o $@ github.com/coreos/ignition/v2/internal
 
 ## build: the operator CLI and the static node daemon.
 build:

@@ -185,3 +185,5 @@ func TestSnippetsMergeLast(t *testing.T) {
 		}
 	}
 }
+
+func nowForTests() time.Time { return time.Now() }
