@@ -59,10 +59,10 @@ func minimalRoot(t *testing.T) string {
 		t.Fatal(err)
 	}
 	files := map[string]string{
-		"etc/passwd":         "root:x:0:0:root:/root:/bin/sh\n",
-		"etc/group":          "root:x:0:\nusers:x:100:\n",
-		"etc/shadow":         "root:*:19000:0:99999:7:::\n",
-		"etc/gshadow":        "root:*::\nusers:*::\n",
+		"etc/passwd":  "root:x:0:0:root:/root:/bin/sh\n",
+		"etc/group":   "root:x:0:\nusers:x:100:\n",
+		"etc/shadow":  "root:*:19000:0:99999:7:::\n",
+		"etc/gshadow": "root:*::\nusers:*::\n",
 	}
 	for p, body := range files {
 		full := filepath.Join(root, p)

@@ -154,8 +154,8 @@ nodes: [{name: n1, ip: 10.0.0.1/24}]
 			},
 		},
 		{
-			name: "snippet errors at the snippet's own line",
-			src:  "cluster:\n  sshAuthorizedKeys: [\"" + key + "\"]\n  kilnNode: {url: \"http://x/k\", sha512: \"" + strings.Repeat("ab", 64) + "\"}\nnodes: [{name: n1, ip: 10.0.0.1/24}]\nsnippets: [extra.bu]\n",
+			name:  "snippet errors at the snippet's own line",
+			src:   "cluster:\n  sshAuthorizedKeys: [\"" + key + "\"]\n  kilnNode: {url: \"http://x/k\", sha512: \"" + strings.Repeat("ab", 64) + "\"}\nnodes: [{name: n1, ip: 10.0.0.1/24}]\nsnippets: [extra.bu]\n",
 			files: map[string]string{"extra.bu": "variant: flatcar\nversion: 1.1.0\nstorage:\n  files:\n    - path: relative/path\n      contents: {inline: x}\n"},
 			want:  []string{`error 5:13 path not absolute`},
 		},
