@@ -4,6 +4,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -53,12 +54,15 @@ func newRootCmd() *cobra.Command {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string) int {
+// run executes kiln with args and returns the exit code: 0 ok, 1 user error, 2 internal error.
+func run(args []string, stdout, stderr io.Writer) int {
 	root := newRootCmd()
 	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	err := root.Execute()
 	switch {
 	case err == nil:
@@ -66,7 +70,7 @@ func run(args []string) int {
 	case errors.Is(err, errReported):
 		return 1
 	}
-	fmt.Fprintf(os.Stderr, "kiln: %v\n", err)
+	fmt.Fprintf(stderr, "kiln: %v\n", err)
 	var ue userError
 	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") {
 		return 1
