@@ -2,7 +2,6 @@ package spec
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/coreos/butane/config"
@@ -11,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/kiln-cluster/kiln/bootstrap/report"
+	"github.com/kiln-cluster/kiln/node/unit"
 )
 
 // Variant is the Butane variant and version kiln writes for an OS.
@@ -71,24 +71,28 @@ func FromButane(r *report.Report, file string, vr vreport.Report) {
 	}
 }
 
-// checkUnit reports the problems of a unit file: its name, and its [X-Fleet] section.
+// checkUnit reports the problems of a unit file, its name and its [X-Fleet] section among them,
+// each at its line and column in the unit file.
 func checkUnit(file, name string, raw []byte) report.Report {
 	var r report.Report
-	if err := unitCheck(name, raw); err != nil {
-		var le interface{ Position() (int, int) }
-		line, col := 0, 0
-		if errors.As(err, &le) {
-			line, col = le.Position()
+	if err := unit.ValidateName(name); err != nil {
+		r.Errorf(file, 0, 0, "", "unit %s: %v", name, err)
+		return r
+	}
+	_, err := unit.Parse(name, raw)
+	var errs unit.Errors
+	switch {
+	case err == nil:
+	case errors.As(err, &errs):
+		for _, e := range errs {
+			msg := e.Err.Error()
+			if e.Detail != "" {
+				msg += ": " + e.Detail
+			}
+			r.Errorf(file, e.Line, e.Column, "", "unit %s: %s", name, msg)
 		}
-		r.Errorf(file, line, col, "", "unit %s: %v", name, err)
+	default:
+		r.Errorf(file, 0, 0, "", "unit %s: %v", name, err)
 	}
 	return r
-}
-
-// unitCheck is replaced by the unit parser of node/unit.
-var unitCheck = func(name string, raw []byte) error {
-	if !strings.Contains(name, ".") {
-		return fmt.Errorf("unit name %q has no type suffix such as .service", name)
-	}
-	return nil
 }

@@ -154,6 +154,12 @@ nodes: [{name: n1, ip: 10.0.0.1/24}]
 			},
 		},
 		{
+			name:  "a unit whose X-Fleet section does not parse",
+			src:   "cluster:\n  sshAuthorizedKeys: [\"" + key + "\"]\n  kilnNode: {url: \"http://x/k\", sha512: \"" + strings.Repeat("ab", 64) + "\"}\n  units: [{file: app@.service, instances: 2}]\nnodes: [{name: n1, ip: 10.0.0.1/24}]\n",
+			files: map[string]string{"app@.service": "[Service]\nExecStart=/bin/true\n\n[X-Fleet]\nMachineMetdata=region=east\n"},
+			want:  []string{`error 5:1 unit app@.service: `},
+		},
+		{
 			name:  "snippet errors at the snippet's own line",
 			src:   "cluster:\n  sshAuthorizedKeys: [\"" + key + "\"]\n  kilnNode: {url: \"http://x/k\", sha512: \"" + strings.Repeat("ab", 64) + "\"}\nnodes: [{name: n1, ip: 10.0.0.1/24}]\nsnippets: [extra.bu]\n",
 			files: map[string]string{"extra.bu": "variant: flatcar\nversion: 1.1.0\nstorage:\n  files:\n    - path: relative/path\n      contents: {inline: x}\n"},
