@@ -68,7 +68,11 @@ type Bundle struct {
 
 	caCert *x509.Certificate
 	caKey  crypto.Signer
+	issued bool // something was made anew, not loaded from Dir
 }
+
+// Changed reports whether Ensure issued anything that is not yet in Dir.
+func (b *Bundle) Changed() bool { return b.issued }
 
 // File paths inside the PKI directory.
 func CAPath(dir string) string           { return filepath.Join(dir, "ca.crt") }
@@ -198,6 +202,7 @@ func (b *Bundle) loadOrCreateCA(cluster string, now time.Time) error {
 	}
 	b.caCert, _ = x509.ParseCertificate(der)
 	b.caKey = key
+	b.issued = true
 	b.CA = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	return nil
 }
@@ -261,6 +266,7 @@ func (b *Bundle) issue(n Node, kind string, now time.Time) (Pair, error) {
 	if err != nil {
 		return Pair{}, err
 	}
+	b.issued = true
 	keyPEM, err := encodeKey(key)
 	if err != nil {
 		return Pair{}, err

@@ -1,15 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/kiln-cluster/kiln/bootstrap/pki"
 	"github.com/kiln-cluster/kiln/bootstrap/render"
 	"github.com/kiln-cluster/kiln/bootstrap/spec"
 	"github.com/kiln-cluster/kiln/node/version"
@@ -36,6 +35,25 @@ func loadSpec(path string, strict bool, w io.Writer) (*spec.Spec, error) {
 		return nil, errReported
 	}
 	return s, nil
+}
+
+// compile turns the spec at path into every node's configs with the PKI kept in pkiDir,
+// printing the spec's problems to w (errReported when there are errors).
+func compile(path, pkiDir string, strict bool, w io.Writer) (*render.Compiled, error) {
+	c, rep, err := render.Compile(path, render.CompileOptions{
+		PKIDir:       pkiDir,
+		KilnVersion:  version.Version,
+		KilnNodeFile: siblingKilnNode(),
+		Strict:       strict,
+	})
+	rep.Print(w, strict)
+	switch {
+	case errors.Is(err, render.ErrSpec):
+		return nil, errReported
+	case err != nil:
+		return nil, err
+	}
+	return c, nil
 }
 
 // siblingKilnNode is the kiln-node binary installed beside kiln, hashed for Ignition's
@@ -87,22 +105,19 @@ render that fails leaves it as it was. The same spec and PKI give byte-identical
 		Example: "  kiln render -f configs/examples/demo.yaml -o out",
 		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := loadSpec(file, strict, cmd.ErrOrStderr())
+			c, err := compile(file, filepath.Join(out, "pki"), strict, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			nodes, b, err := renderSpec(s, filepath.Join(out, "pki"), cmd.ErrOrStderr())
+			ctx, err := contextFile(c.Spec, out)
 			if err != nil {
 				return err
 			}
-			ctx, err := contextFile(s, out)
-			if err != nil {
-				return err
-			}
-			if err := render.Write(out, nodes, b, map[string][]byte{"pki/context.yaml": ctx}); err != nil {
+			if err := render.Write(out, c.Nodes, c.PKI, map[string][]byte{"pki/context.yaml": ctx}); err != nil {
 				return userErr(err)
 			}
 			w := cmd.OutOrStdout()
+			nodes := c.Nodes
 			for _, n := range nodes {
 				fmt.Fprintf(w, "%s/%s/config.ign\t%d bytes\n", out, n.Name, len(n.Ignition))
 			}
@@ -114,18 +129,4 @@ render that fails leaves it as it was. The same spec and PKI give byte-identical
 	cmd.Flags().StringVarP(&out, "output", "o", "out", "the output folder")
 	cmd.Flags().BoolVar(&strict, "strict", false, "treat warnings as errors")
 	return cmd
-}
-
-// renderSpec makes (or reuses) the PKI kept in pkiDir and renders every node.
-func renderSpec(s *spec.Spec, pkiDir string, w io.Writer) ([]render.Node, *pki.Bundle, error) {
-	b, err := pki.Ensure(pkiDir, s.Cluster.Name, render.PKINodes(s), time.Now())
-	if err != nil {
-		return nil, nil, userErr(err)
-	}
-	nodes, rep, err := render.Render(s, b, render.Options{})
-	rep.Print(w, false)
-	if err != nil {
-		return nil, nil, err
-	}
-	return nodes, b, nil
 }

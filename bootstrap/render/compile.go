@@ -1,0 +1,86 @@
+package render
+
+import (
+	"errors"
+	"os"
+	"time"
+
+	"github.com/kiln-cluster/kiln/bootstrap/pki"
+	"github.com/kiln-cluster/kiln/bootstrap/report"
+	"github.com/kiln-cluster/kiln/bootstrap/spec"
+)
+
+// CompileOptions say how to turn a spec file into configs.
+type CompileOptions struct {
+	// PKIDir holds the cluster's PKI; it is created on first use and reused after, so that every
+	// delivery (render, PXE, user-data, Vagrant) hands out the same certificates.
+	PKIDir string
+	// KilnVersion names the kiln-node release fetched when the spec names no URL.
+	KilnVersion string
+	// KilnNodeFile is hashed for Ignition's verification when the spec gives neither a hash
+	// nor a file (kiln passes the kiln-node installed beside it).
+	KilnNodeFile string
+	// Strict turns the spec's warnings into errors.
+	Strict bool
+	// Now is the time certificates are checked and issued at; zero means time.Now().
+	Now time.Time
+}
+
+// Compiled is a spec turned into every node's configs.
+type Compiled struct {
+	Spec  *spec.Spec
+	Nodes []Node
+	PKI   *pki.Bundle
+}
+
+// Node returns the named node's configs, or nil.
+func (c *Compiled) Node(name string) *Node {
+	for i := range c.Nodes {
+		if c.Nodes[i].Name == name {
+			return &c.Nodes[i]
+		}
+	}
+	return nil
+}
+
+// ErrSpec is returned when the spec has errors; the report says which.
+var ErrSpec = errors.New("the spec has errors")
+
+// Compile loads the spec at path, applies its defaults, validates it, makes or reuses the PKI
+// in opt.PKIDir (writing it there when anything was issued) and renders every node.
+func Compile(path string, opt CompileOptions) (*Compiled, report.Report, error) {
+	s, rep := spec.Load(path)
+	if s == nil {
+		return nil, rep, ErrSpec
+	}
+	s.Defaults(opt.KilnVersion)
+	if k := &s.Cluster.KilnNode; k.SHA512 == "" && k.File == "" && opt.KilnNodeFile != "" {
+		k.File = opt.KilnNodeFile
+	}
+	rep.Merge(s.Validate())
+	if rep.HasErrors(opt.Strict) {
+		return nil, rep, ErrSpec
+	}
+	now := opt.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	b, err := pki.Ensure(opt.PKIDir, s.Cluster.Name, PKINodes(s), now)
+	if err != nil {
+		return nil, rep, err
+	}
+	nodes, r, err := Render(s, b, Options{})
+	rep.Merge(r)
+	if err != nil {
+		return nil, rep, err
+	}
+	return &Compiled{Spec: s, Nodes: nodes, PKI: b}, rep, nil
+}
+
+// SavePKI writes the bundle to its directory unless it is already there unchanged.
+func SavePKI(b *pki.Bundle) error {
+	if _, err := os.Stat(pki.CAPath(b.Dir)); err == nil && !b.Changed() {
+		return nil
+	}
+	return b.Write(b.Dir)
+}
