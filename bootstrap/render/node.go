@@ -67,6 +67,7 @@ type cluster struct {
 	initialCluster         string
 	units                  []file // the unit files under UnitsDir, and the manifest
 	snippets               []*yaml.Node
+	snippetFiles           []string
 }
 
 func newCluster(s *spec.Spec, b *pki.Bundle) (*cluster, error) {
@@ -110,6 +111,7 @@ func newCluster(s *spec.Spec, b *pki.Bundle) (*cluster, error) {
 			return nil, err
 		}
 		c.snippets = append(c.snippets, n)
+		c.snippetFiles = append(c.snippetFiles, s.Path(sn))
 	}
 	return c, nil
 }
@@ -162,7 +164,7 @@ type role struct{ member bool }
 
 // shared builds the part of the config that every node of a role shares, cluster snippets
 // merged in.
-func (c *cluster) shared(r role) (*yaml.Node, error) {
+func (c *cluster) shared(r role) (*yaml.Node, origins, error) {
 	s := c.s
 	d := doc{Variant: c.variant, Version: c.version}
 	d.Passwd.Users = []user{{Name: "core", SSHAuthorizedKeys: s.Cluster.SSHAuthorizedKeys}}
@@ -173,14 +175,14 @@ func (c *cluster) shared(r role) (*yaml.Node, error) {
 	if s.Cluster.OS == "flatcar" {
 		body, err := execute("update.conf", map[string]any{"Channel": s.Cluster.Channel, "Server": up.Server, "Strategy": up.Strategy})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		d.Storage.Files = append(d.Storage.Files, file{Path: "/etc/flatcar/update.conf", Mode: 0o644, Overwrite: yes, Contents: contents{Inline: body}})
 		d.Systemd.Units = append(d.Systemd.Units, unit{Name: "locksmithd.service", Mask: yes})
 	} else {
 		body, err := execute("zincati.toml", map[string]any{"Channel": s.Cluster.Channel, "Strategy": up.Strategy, "Group": up.Group, "FleetLock": FleetLockListen})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		d.Storage.Files = append(d.Storage.Files, file{Path: "/etc/zincati/config.d/55-kiln-updates.toml", Mode: 0o644, Contents: contents{Inline: body}})
 	}
@@ -192,7 +194,7 @@ func (c *cluster) shared(r role) (*yaml.Node, error) {
 		if m := rt.Mirrors["docker.io"]; len(m) > 0 {
 			raw, err := jsonIndent(map[string]any{"registry-mirrors": m})
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			d.Storage.Files = append(d.Storage.Files, file{Path: "/etc/docker/daemon.json", Mode: 0o644, Contents: contents{Inline: raw}})
 		}
@@ -213,7 +215,7 @@ func (c *cluster) shared(r role) (*yaml.Node, error) {
 			}
 			body, err := execute("registries.conf", map[string]any{"Registries": regs})
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			d.Storage.Files = append(d.Storage.Files, file{Path: "/etc/containers/registries.conf.d/50-kiln-mirrors.conf", Mode: 0o644, Contents: contents{Inline: body}})
 		}
@@ -229,7 +231,7 @@ func (c *cluster) shared(r role) (*yaml.Node, error) {
 		}
 		body, err := execute("kiln-etcd.service", vars)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		d.Systemd.Units = append(d.Systemd.Units, unit{Name: "kiln-etcd.service", Enabled: yes, Contents: body})
 	}
@@ -239,19 +241,32 @@ func (c *cluster) shared(r role) (*yaml.Node, error) {
 	d.Storage.Files = append(d.Storage.Files, fetched(kn, s.Cluster.KilnNode.URL, c.kilnNodeHash))
 	body, err := execute("kiln-node.service", map[string]any{"Binary": kn, "Member": r.member})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	d.Systemd.Units = append(d.Systemd.Units, unit{Name: "kiln-node.service", Enabled: yes, Contents: body})
 	d.Storage.Files = append(d.Storage.Files, c.units...)
 
 	n, err := toNode(&d)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	for _, sn := range c.snippets {
+	o := origins{}
+	for _, f := range d.Storage.Files {
+		if f.origin != "" {
+			o["storage.files:"+f.Path] = c.at(f.origin)
+		}
+	}
+	for i, sn := range c.snippets {
 		merge(n, sn, "")
+		o.addSnippet(c.snippetFiles[i], sn)
 	}
-	return n, nil
+	return n, o, nil
+}
+
+// at is the place of a spec value.
+func (c *cluster) at(specPath string) place {
+	line, col := c.s.Pos(specPath)
+	return place{c.s.File, line, col}
 }
 
 // perNode builds what only this node has: its name, addresses, certificates and node.yaml.

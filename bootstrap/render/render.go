@@ -59,17 +59,23 @@ func Render(s *spec.Spec, b *pki.Bundle, opt Options) ([]Node, report.Report, er
 	reports := make([]report.Report, len(s.Nodes))
 	var mu sync.Mutex
 	shared := map[role]*sharedPart{}
+	failed := map[role]error{}
 	sharedFor := func(r role) (*sharedPart, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if sp, ok := shared[r]; ok {
 			return sp, nil
 		}
-		sp, err := c.newSharedPart(r)
-		if err == nil {
-			shared[r] = sp
+		if err, ok := failed[r]; ok {
+			return nil, err
 		}
-		return sp, err
+		sp, err := c.newSharedPart(r, &rep) // reported once, not per node
+		if err != nil {
+			failed[r] = err
+			return nil, err
+		}
+		shared[r] = sp
+		return sp, nil
 	}
 	var g errgroup.Group
 	g.SetLimit(workers)
@@ -113,6 +119,12 @@ func (c *cluster) whole(name string, sp *sharedPart, pn *doc, snippets []string)
 	if err != nil {
 		return Node{}, rep, err
 	}
+	o := sp.origins.clone()
+	for _, f := range pn.Storage.Files {
+		if _, shared := o["storage.files:"+f.Path]; !shared && f.origin != "" {
+			o["storage.files:"+f.Path] = c.at(f.origin)
+		}
+	}
 	mergeUnder(n, pt)
 	for _, f := range snippets {
 		sn, err := loadSnippet(c.s.Path(f))
@@ -120,25 +132,30 @@ func (c *cluster) whole(name string, sp *sharedPart, pn *doc, snippets []string)
 			return Node{}, rep, err
 		}
 		merge(n, sn, "")
+		o.addSnippet(c.s.Path(f), sn)
 	}
 	bu, err := marshalYAML(n)
 	if err != nil {
 		return Node{}, rep, err
 	}
-	ign, err := translate(name, bu, &rep)
+	ign, err := translate("node "+name, name, bu, n, o, &rep)
 	return Node{Name: name, Butane: bu, Ignition: ign}, rep, err
 }
 
-// translate runs Butane on a node's config; problems are reported at <node>/config.bu.
-func translate(name string, bu []byte, rep *report.Report) ([]byte, error) {
+// translate runs Butane on a config (what names it in messages, dir where its config.bu
+// goes). Problems are reported where the offending entry came from: the spec value or the
+// snippet line; failing that, the generated config.bu.
+func translate(what, dir string, bu []byte, tree *yaml.Node, o origins, rep *report.Report) ([]byte, error) {
 	ign, r, err := config.TranslateBytes(bu, common.TranslateBytesOptions{})
-	file := name + "/config.bu"
+	file := dir + "/config.bu"
+	from := len(rep.Problems)
 	spec.FromButane(rep, file, r)
+	o.resolve(tree, what, rep, from)
 	if err != nil {
 		if !rep.HasErrors(false) {
 			rep.Errorf(file, 0, 0, "", "butane: %v", err)
 		}
-		return nil, fmt.Errorf("node %s: %w", name, ErrInvalid)
+		return nil, fmt.Errorf("%s: %w", what, ErrInvalid)
 	}
 	return ign, nil
 }

@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -187,3 +188,22 @@ func TestSnippetsMergeLast(t *testing.T) {
 }
 
 func nowForTests() time.Time { return time.Now() }
+
+// A snippet that is valid alone but conflicts with what kiln writes is reported at the
+// snippet's own line, not at a line of generated output.
+func TestProblemsPointAtTheirSource(t *testing.T) {
+	s := loadSpec(t, "testdata/conflict.yaml")
+	_, rep, err := Render(s, testPKI(t, s), Options{})
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("err = %v, want ErrInvalid", err)
+	}
+	found := false
+	for _, p := range rep.Problems {
+		if strings.HasSuffix(p.File, "conflict.bu") && p.Line == 5 && strings.Contains(p.Message, "node c1: duplicate entry") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no problem at conflict.bu:5:\n%s", rep.Error())
+	}
+}

@@ -27,14 +27,15 @@ type sharedPart struct {
 	ign              []byte
 	paths            map[string]bool
 	indent           string
+	origins          origins
 }
 
-func (c *cluster) newSharedPart(r role) (*sharedPart, error) {
-	n, err := c.shared(r)
+func (c *cluster) newSharedPart(r role, rep *report.Report) (*sharedPart, error) {
+	n, o, err := c.shared(r)
 	if err != nil {
 		return nil, err
 	}
-	sp := &sharedPart{paths: map[string]bool{}}
+	sp := &sharedPart{paths: map[string]bool{}, origins: o}
 	if sp.treeYAML, err = marshalYAML(n); err != nil {
 		return nil, err
 	}
@@ -58,10 +59,13 @@ func (c *cluster) newSharedPart(r role) (*sharedPart, error) {
 	if err != nil {
 		return nil, err
 	}
-	var rep report.Report
-	ign, err := translate("shared", bu, &rep)
+	var tree yaml.Node
+	if err := yaml.Unmarshal(bu, &tree); err != nil {
+		return nil, err
+	}
+	ign, err := translate("all nodes", "shared", bu, &tree, o, rep)
 	if err != nil {
-		return nil, fmt.Errorf("the configuration shared by all nodes does not translate: %w\n%s", err, rep.Error())
+		return nil, err
 	}
 	// config.bu: cut the sentinel's lines out.
 	mark := []byte("- path: " + sentinelPath + "\n")

@@ -48,7 +48,7 @@ func compile(path, pkiDir string, strict bool, w io.Writer) (*render.Compiled, e
 	})
 	rep.Print(w, strict)
 	switch {
-	case errors.Is(err, render.ErrSpec):
+	case errors.Is(err, render.ErrSpec), errors.Is(err, render.ErrInvalid):
 		return nil, errReported
 	case err != nil:
 		return nil, err
