@@ -22,6 +22,14 @@ import (
 	"time"
 )
 
+// The errors of a PKI directory's contents.
+var (
+	ErrNoCert        = errors.New("no PEM certificate")
+	ErrNoKey         = errors.New("no PEM private key")
+	ErrKeyCannotSign = errors.New("private key cannot sign")
+	ErrKeyMismatch   = errors.New("private key does not match the certificate")
+)
+
 // Validity of what the PKI issues. The CA outlives the leaves so that leaves can be renewed.
 const (
 	caValidity   = 10 * 365 * 24 * time.Hour
@@ -285,7 +293,7 @@ func encodeKey(k crypto.Signer) ([]byte, error) {
 func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, crypto.Signer, error) {
 	cb, _ := pem.Decode(certPEM)
 	if cb == nil || cb.Type != "CERTIFICATE" {
-		return nil, nil, errors.New("no PEM certificate")
+		return nil, nil, ErrNoCert
 	}
 	cert, err := x509.ParseCertificate(cb.Bytes)
 	if err != nil {
@@ -293,7 +301,7 @@ func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, crypto.Signer, error)
 	}
 	kb, _ := pem.Decode(keyPEM)
 	if kb == nil {
-		return nil, nil, errors.New("no PEM private key")
+		return nil, nil, ErrNoKey
 	}
 	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
 	if err != nil {
@@ -301,11 +309,11 @@ func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, crypto.Signer, error)
 	}
 	signer, ok := k.(crypto.Signer)
 	if !ok {
-		return nil, nil, errors.New("private key cannot sign")
+		return nil, nil, ErrKeyCannotSign
 	}
 	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(cert.PublicKey) {
-		return nil, nil, errors.New("private key does not match the certificate")
+		return nil, nil, ErrKeyMismatch
 	}
 	return cert, signer, nil
 }

@@ -1,7 +1,6 @@
 package render
 
 import (
-	"errors"
 	"os"
 	"time"
 
@@ -42,9 +41,6 @@ func (c *Compiled) Node(name string) *Node {
 	}
 	return nil
 }
-
-// ErrSpec is returned when the spec has errors; the report says which.
-var ErrSpec = errors.New("the spec has errors")
 
 // Compile loads the spec at path, applies its defaults, validates it, makes or reuses the PKI
 // in opt.PKIDir (writing it there when anything was issued) and renders every node.

@@ -10,7 +10,6 @@ package render
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -39,9 +38,6 @@ type Options struct {
 	// Slow translates every node's whole Butane config, as a reference for tests and benchmarks.
 	Slow bool
 }
-
-// ErrInvalid is returned with a report when a node's config does not translate or validate.
-var ErrInvalid = errors.New("the generated config is invalid")
 
 // Render renders every node of s (defaults applied, validated) with the certificates of b.
 // Problems that Butane or Ignition find are reported against the node's config.bu.

@@ -11,9 +11,6 @@ import (
 	"github.com/kiln-cluster/kiln/bootstrap/pki"
 )
 
-// ErrNotOurs is returned when the output folder holds something kiln did not write.
-var ErrNotOurs = errors.New("the output folder exists and was not written by kiln render (no pki/ca.crt in it): choose another or remove it")
-
 // Write stores the nodes' configs and the PKI under out, atomically: everything is written to
 // a new folder beside out that then takes out's place in one rename, so a failure at any point
 // leaves out as it was. extra files (relative path to contents, mode 0644) go in too.
