@@ -179,12 +179,6 @@ func (c *cluster) shared(r role) (*yaml.Node, origins, error) {
 		}
 		d.Storage.Files = append(d.Storage.Files, file{Path: "/etc/flatcar/update.conf", Mode: 0o644, Overwrite: yes, Contents: contents{Inline: body}})
 		d.Systemd.Units = append(d.Systemd.Units, unit{Name: "locksmithd.service", Mask: yes})
-	} else {
-		body, err := execute("zincati.toml", map[string]any{"Channel": s.Cluster.Channel, "Strategy": up.Strategy, "Group": up.Group, "FleetLock": FleetLockListen})
-		if err != nil {
-			return nil, nil, err
-		}
-		d.Storage.Files = append(d.Storage.Files, file{Path: "/etc/zincati/config.d/55-kiln-updates.toml", Mode: 0o644, Contents: contents{Inline: body}})
 	}
 
 	// The container runtime and its mirrors.
@@ -294,6 +288,16 @@ func (c *cluster) perNode(i int) (*doc, error) {
 			}
 			add(file{Path: "/etc/NetworkManager/system-connections/kiln.nmconnection", Mode: 0o600, Contents: contents{Inline: body}, origin: p + ".ip"})
 		}
+	}
+
+	if s.Cluster.OS == "fcos" {
+		// Zincati names the node's reboot group in its FleetLock requests.
+		up := s.Cluster.Updates
+		body, err := execute("zincati.toml", map[string]any{"Channel": s.Cluster.Channel, "Strategy": up.Strategy, "Group": n.Group, "FleetLock": FleetLockListen})
+		if err != nil {
+			return nil, err
+		}
+		add(file{Path: "/etc/zincati/config.d/55-kiln-updates.toml", Mode: 0o644, Contents: contents{Inline: body}, origin: p + ".group"})
 	}
 
 	certs := c.pki.Nodes[n.Name]
