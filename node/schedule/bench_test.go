@@ -120,3 +120,35 @@ func BenchmarkPlanStable10kUnits1kMachines(b *testing.B) {
 		Place(machines, units)
 	}
 }
+
+// BenchmarkPlanOneTemplate10kInstances is the worst case of the talk's example: 10,000
+// instances of my-app@.service, each conflicting with all the others, on 1,000 machines (a
+// thousand fit, nine thousand are reported).
+func BenchmarkPlanOneTemplate10kInstances(b *testing.B) {
+	tmpl, err := unit.Parse("my-app@.service", []byte("[Service]\nExecStart=/bin/app\n[X-Fleet]\nConflicts=my-app@*.service\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	machines := make([]Machine, 1000)
+	for i := range machines {
+		machines[i] = Machine{ID: fmt.Sprintf("m%04d", i)}
+	}
+	units := make([]Unit, 10000)
+	for i := range units {
+		inst, err := tmpl.Instantiate(fmt.Sprint(i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		units[i] = Unit{Name: inst.Name, State: unit.StateLaunched, Fleet: inst.Fleet}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var p Plan
+	for b.Loop() {
+		p = Place(machines, units)
+	}
+	b.StopTimer()
+	if len(p.Placements) != 1000 || len(p.Unplaced) != 9000 {
+		b.Fatalf("%d placements, %d unplaced", len(p.Placements), len(p.Unplaced))
+	}
+}

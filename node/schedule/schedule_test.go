@@ -289,7 +289,9 @@ func TestUnplaceable(t *testing.T) {
 			},
 			"a.service", ErrMetadata, "no machine matches MachineMetadata disk=ssd region=east"},
 		{"global matches nothing", []Machine{mm("m1", "")},
-			func(t testing.TB) []Unit { return []Unit{u(t, "g.service", "Global=true\nMachineMetadata=role=edge\n")} },
+			func(t testing.TB) []Unit {
+				return []Unit{u(t, "g.service", "Global=true\nMachineMetadata=role=edge\n")}
+			},
 			"g.service", ErrMetadata, "no machine matches MachineMetadata role=edge"},
 		{"global blocked everywhere", ms("m1", "m2"),
 			func(t testing.TB) []Unit {
