@@ -76,9 +76,11 @@ bench: build
 	$(GO) test -run '^$$' -bench 'Render1000|TranslateEach1000' -benchmem -benchtime 3x -count=1 ./bootstrap/render | tee $(BENCH_OUT)
 	@awk '/^BenchmarkRender1000/ {r=$$3} /^BenchmarkTranslateEach1000/ {t=$$3} \
 	  END {printf "render of 1,000 nodes: %.0f ms; Butane one by one: %.0f ms; ratio 1/%.1f (goal: below 1/5)\n", r/1e6, t/1e6, t/r}' $(BENCH_OUT)
+	$(GO) test -run '^$$' -bench 'Plan' -benchmem -count=1 ./node/schedule | tee -a $(BENCH_OUT)
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./bootstrap/spec
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./node/unit
 
 clean:
 	rm -rf $(BIN) $(OUT)

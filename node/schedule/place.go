@@ -727,12 +727,12 @@ func (p *planner) finish(plan *Plan) {
 		}
 
 		// Unschedule from the machines the unit was on and will not be.
-		current := map[string]bool{}
+		var current []string
 		for _, id := range u.Machines {
-			if current[id] {
+			if slices.Contains(current, id) {
 				continue
 			}
-			current[id] = true
+			current = append(current, id)
 			m, exists := p.mIndex[id]
 			if exists && u.on(m) {
 				continue
@@ -745,6 +745,9 @@ func (p *planner) finish(plan *Plan) {
 				why = fmt.Sprintf("desired state is %s", u.State)
 			default:
 				why = u.gone[m]
+				if why == "" && u.failed != nil {
+					why = u.failed.Reason
+				}
 				if why == "" {
 					why = "no longer placed there"
 				}
@@ -753,7 +756,7 @@ func (p *planner) finish(plan *Plan) {
 		}
 		for _, m := range u.placed {
 			id := p.machines[m].ID
-			if current[id] {
+			if slices.Contains(current, id) {
 				continue
 			}
 			why := "not scheduled yet"

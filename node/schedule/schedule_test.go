@@ -561,3 +561,52 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+func TestReplacesRules(t *testing.T) {
+	// A replaced unit avoids the machine of the unit that replaces it.
+	p := Place(ms("m1", "m2"), []Unit{u(t, "new.service", "Replaces=old.service\n", "m1"), u(t, "old.service", "")})
+	if got := where(p); got != "new.service=m1 old.service=m2" {
+		t.Errorf("placements %s", got)
+	}
+	// Circular replacement: kept apart, nobody evicted.
+	p = Place(ms("m1"), []Unit{u(t, "a.service", "Replaces=b.service\n", "m1"), u(t, "b.service", "Replaces=a.service\n")})
+	unplaced(t, p, "b.service", ErrConflict, "a.service on m1")
+	if got := actions(p); got != "" {
+		t.Errorf("actions %s", got)
+	}
+	// A global unit is never evicted by a replacing unit.
+	p = Place([]Machine{mm("m1", "gpu=1"), mm("m2", "")}, []Unit{
+		u(t, "g.service", "Global=true\n", "m1", "m2"), u(t, "new.service", "Replaces=g.service\nMachineMetadata=gpu=1\n"),
+	})
+	unplaced(t, p, "new.service", ErrConflict, "g.service on m1")
+}
+
+func TestGlobalYieldsToRunningUnit(t *testing.T) {
+	// Both on m1 and in conflict: the unit that is not global stays, the global unit leaves m1.
+	p := Place(ms("m1", "m2"), []Unit{
+		u(t, "agent.service", "Global=true\nConflicts=db.service\n", "m1", "m2"), u(t, "db.service", "", "m1"),
+	})
+	if got := actions(p); got != "unschedule agent.service@m1" {
+		t.Fatalf("actions %s", got)
+	}
+	if got := p.UnitsOn("m1"); !reflect.DeepEqual(got, []string{"db.service"}) {
+		t.Errorf("UnitsOn(m1) = %v", got)
+	}
+	if got := p.Actions[0].Reason; got != "conflicts with db.service" {
+		t.Errorf("reason %q", got)
+	}
+	// New units of both kinds: the ordinary unit is placed first, the global unit fills the
+	// rest.
+	p = Place(ms("m1", "m2", "m3"), []Unit{u(t, "agent.service", "Global=true\nConflicts=db.service\n"), u(t, "db.service", "")})
+	if got := where(p); got != "agent.service=m2,m3 db.service=m1" {
+		t.Errorf("placements %s", got)
+	}
+}
+
+func TestUnplacedIsAnError(t *testing.T) {
+	p := Place(nil, []Unit{u(t, "a.service", "")})
+	var err error = p.Unplaced[0]
+	if !errors.Is(err, ErrNoMachines) || err.Error() != "a.service: no machines in the cluster" {
+		t.Fatalf("error %q", err)
+	}
+}
