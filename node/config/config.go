@@ -59,6 +59,12 @@ type Reboot struct {
 	MaxConcurrent int `yaml:"maxConcurrent,omitempty"`
 	// Window restricts reboots to a weekly window; nil: any time.
 	Window *Window `yaml:"window,omitempty"`
+	// Command, when set, reboots instead of logind (development: a shell command line).
+	Command string `yaml:"command,omitempty"`
+	// RequiredFile is the file that asks for a reboot while it exists ("/run/reboot-required").
+	RequiredFile string `yaml:"requiredFile,omitempty"`
+	// CheckInterval is how often the daemon checks for a needed reboot, as a Go duration ("10s").
+	CheckInterval string `yaml:"checkInterval,omitempty"`
 }
 
 // Window is a reboot window in locksmith's form: Start "Sun 04:00" (days optional, or a

@@ -1,0 +1,358 @@
+// Package agent is kiln-node's daemon: it registers the machine, coordinates its reboots
+// through the cluster's reboot lock, serves FleetLock and Prometheus metrics, and keeps going
+// while etcd is down (every part retries with backoff).
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kiln-cluster/kiln/node/config"
+	"github.com/kiln-cluster/kiln/node/keys"
+	"github.com/kiln-cluster/kiln/node/lock"
+	"github.com/kiln-cluster/kiln/node/reboot"
+	"github.com/kiln-cluster/kiln/node/registry"
+	"github.com/kiln-cluster/kiln/node/version"
+)
+
+// Defaults of the daemon.
+const (
+	DefaultDataDir       = "/var/lib/kiln-node"
+	DefaultCheckInterval = 10 * time.Second
+	DefaultMachineIDFile = "/etc/machine-id"
+)
+
+// Options are the daemon's settings: the config file merged with flags, and what only
+// development needs.
+type Options struct {
+	Config config.Config
+	// BootID overrides the kernel's boot ID (development: several "machines" on one host).
+	BootID string
+	// UpdateEngine asks Flatcar's update_engine over D-Bus whether a reboot is needed.
+	UpdateEngine bool
+	// Health, when set, must pass before a reboot slot is released (the scheduler's units).
+	Health func(ctx context.Context) error
+	// Metrics is the registry served on MetricsListen; the caller registers Collectors() in it once.
+	Metrics *prometheus.Registry
+	Log     *slog.Logger
+}
+
+// Collectors are every metric of the daemon's packages, to register once per process.
+func Collectors() []prometheus.Collector {
+	return append(append(reboot.Collectors(), lock.Collectors()...), registryUp)
+}
+
+var registryUp = prometheus.NewGauge(prometheus.GaugeOpts{
+	Name: "kiln_node_registered", Help: "1 while the machine is in the registry under a live lease."})
+
+// MachineID returns the configured machine ID, else the contents of /etc/machine-id.
+func MachineID(configured string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	raw, err := os.ReadFile(DefaultMachineIDFile)
+	if err != nil {
+		return "", fmt.Errorf("machine id: %w (set --machine-id)", err)
+	}
+	id := strings.TrimSpace(string(raw))
+	if id == "" {
+		return "", errors.New("machine id: " + DefaultMachineIDFile + " is empty (set --machine-id)")
+	}
+	return id, nil
+}
+
+// Check validates the settings; its errors are the user's.
+func Check(c *config.Config) error {
+	var errs []error
+	if len(c.Etcd.Endpoints) == 0 {
+		errs = append(errs, errors.New("no etcd endpoints (--etcd-endpoints)"))
+	}
+	for _, ep := range c.Etcd.Endpoints {
+		if !strings.HasPrefix(ep, "https://") {
+			errs = append(errs, fmt.Errorf("etcd endpoint %q: kiln-node talks to etcd only over TLS (https://)", ep))
+		}
+	}
+	if c.Etcd.CA == "" || c.Etcd.Cert == "" || c.Etcd.Key == "" {
+		errs = append(errs, errors.New("etcd client certificate: --etcd-ca, --etcd-cert and --etcd-key are required"))
+	}
+	if err := reboot.ValidStrategy(c.Reboot.Strategy); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Reboot.Group != "" {
+		if err := lock.ValidGroup(c.Reboot.Group); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Reboot.MaxConcurrent < 0 {
+		errs = append(errs, errors.New("max concurrent reboots must be at least 1"))
+	}
+	if w := c.Reboot.Window; w != nil {
+		if _, err := lock.ParseWindow(w.Start, w.Length); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for name, d := range map[string]string{"lease TTL": c.LeaseTTL, "check interval": c.Reboot.CheckInterval} {
+		if d == "" {
+			continue
+		}
+		if v, err := time.ParseDuration(d); err != nil || v <= 0 {
+			errs = append(errs, fmt.Errorf("%s %q: want a positive duration such as 10s", name, d))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// TLSConfig loads an etcd client identity.
+func TLSConfig(ca, cert, key string) (*tls.Config, error) {
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client certificate: %w", err)
+	}
+	caPEM, err := os.ReadFile(ca)
+	if err != nil {
+		return nil, fmt.Errorf("etcd CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("etcd CA: no certificate in %s", ca)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// NewClient returns an etcd client of the endpoints; it does not wait for etcd to answer.
+func NewClient(e config.Etcd) (*clientv3.Client, error) {
+	tlsCfg, err := TLSConfig(e.CA, e.Cert, e.Key)
+	if err != nil {
+		return nil, err
+	}
+	return clientv3.New(clientv3.Config{
+		Endpoints:            e.Endpoints,
+		TLS:                  tlsCfg,
+		DialTimeout:          5 * time.Second,
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: 3 * time.Second,
+		Logger:               zap.NewNop(),
+	})
+}
+
+func duration(s string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return d
+	}
+	return def
+}
+
+// Run runs the daemon until ctx ends (SIGTERM). A held reboot slot is kept on purpose: it is
+// released after the reboot, by the next boot's daemon.
+func Run(ctx context.Context, o Options) error {
+	c := o.Config
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := Check(&c); err != nil {
+		return err
+	}
+	id, err := MachineID(c.MachineID)
+	if err != nil {
+		return err
+	}
+	bootID, bootTime := o.BootID, time.Now().UTC()
+	if bootID == "" {
+		if bootID, err = reboot.BootID(); err != nil {
+			return err
+		}
+		if bt, err := reboot.BootTime(); err == nil {
+			bootTime = bt
+		}
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	group := keys.GroupName(c.Reboot.Group)
+	log = log.With("machine", id)
+
+	cli, err := NewClient(c.Etcd)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+
+	hostname := c.Hostname
+	if hostname == "" {
+		hostname, _ = os.Hostname()
+	}
+	pub := registry.NewPublisher(cli, cli, registry.Machine{
+		ID: id, Hostname: hostname, IPs: addresses(), Metadata: c.Metadata, Version: version.Version,
+		OS: c.OS, Channel: c.Channel, BootID: bootID, BootTime: bootTime,
+		Health: registry.HealthStarting, Strategy: c.Reboot.Strategy, Group: group,
+	}, duration(c.LeaseTTL, registry.DefaultTTL), log)
+	pub.OnUp = func(up bool) {
+		if up {
+			registryUp.Set(1)
+		} else {
+			registryUp.Set(0)
+		}
+	}
+
+	var window *lock.Window
+	if w := c.Reboot.Window; w != nil {
+		window, _ = lock.ParseWindow(w.Start, w.Length)
+	}
+	mgr := lock.NewManager(cli, lock.Policy{Groups: map[string]lock.Group{group: {Max: c.Reboot.MaxConcurrent, Window: window}}}, log)
+
+	var rebooter reboot.Rebooter = reboot.Logind{}
+	if c.Reboot.Command != "" {
+		rebooter = reboot.Command{Shell: c.Reboot.Command, MachineID: id, BootID: bootID}
+	}
+	requiredFile := c.Reboot.RequiredFile
+	if requiredFile == "" {
+		requiredFile = reboot.DefaultRebootRequiredFile
+	}
+	needers := []reboot.Needer{reboot.RebootRequiredFile(requiredFile)}
+	if o.UpdateEngine {
+		needers = append([]reboot.Needer{&reboot.UpdateEngine{}}, needers...)
+	}
+	health := func(ctx context.Context) error {
+		if o.Health != nil {
+			return o.Health(ctx)
+		}
+		return nil
+	}
+	coord, err := reboot.New(reboot.Config{
+		Strategy: c.Reboot.Strategy, MachineID: id, BootID: bootID, Group: group,
+		Locker: mgr, Needers: needers, Requests: &reboot.Request{KV: cli, MachineID: id}, ClearRequests: cli,
+		Rebooter: rebooter, State: reboot.StateFileIn(c.DataDir), Health: health,
+		Interval: duration(c.Reboot.CheckInterval, DefaultCheckInterval),
+		OnStatus: func(s string) { pub.Update(func(m *registry.Machine) { m.Reboot = s }) },
+		Log:      log,
+	})
+	if err != nil {
+		return err
+	}
+
+	log.Info("kiln-node starting", "version", version.Version, "boot", bootID, "strategy", c.Reboot.Strategy,
+		"group", group, "maxConcurrent", c.Reboot.MaxConcurrent, "endpoints", c.Etcd.Endpoints)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return pub.Run(ctx) })
+	g.Go(func() error { return coord.Run(ctx) })
+	g.Go(func() error { return watchKey(ctx, cli, keys.Semaphore(group), coord.Wake, log) })
+	g.Go(func() error { return watchKey(ctx, cli, keys.RebootRequest(id), coord.Wake, log) })
+	g.Go(func() error { return healthLoop(ctx, pub, health) })
+	if c.FleetLockListen != "" {
+		// FleetLock serves every group with the configured limits (Zincati's default group is "default").
+		h := lock.NewFleetLock(mgr, log)
+		if err := serve(ctx, g, "fleetlock", c.FleetLockListen, h, log); err != nil {
+			return err
+		}
+	}
+	if c.MetricsListen != "" && o.Metrics != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(o.Metrics, promhttp.HandlerOpts{}))
+		if err := serve(ctx, g, "metrics", c.MetricsListen, mux, log); err != nil {
+			return err
+		}
+	}
+	err = g.Wait()
+	log.Info("kiln-node stopped")
+	return err
+}
+
+// healthLoop publishes the machine's health every few seconds (only changes are written).
+func healthLoop(ctx context.Context, pub *registry.Publisher, health func(context.Context) error) error {
+	for {
+		err := health(ctx)
+		pub.Update(func(m *registry.Machine) {
+			if err != nil {
+				m.Health, m.HealthDetail = registry.HealthUnhealthy, err.Error()
+			} else {
+				m.Health, m.HealthDetail = registry.HealthHealthy, ""
+			}
+		})
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+// serve listens on addr now (so that a bad address fails the start) and serves h until ctx ends.
+func serve(ctx context.Context, g *errgroup.Group, name, addr string, h http.Handler, log *slog.Logger) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	log.Info(name+" server listening", "addr", l.Addr().String())
+	g.Go(func() error {
+		if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	return nil
+}
+
+// watchKey calls wake on every change of key, watching again (with backoff) when the watch
+// breaks; it returns nil when ctx ends.
+func watchKey(ctx context.Context, cli *clientv3.Client, key string, wake func(), log *slog.Logger) error {
+	backoff := 250 * time.Millisecond
+	for ctx.Err() == nil {
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		for resp := range cli.Watch(wctx, key) {
+			if err := resp.Err(); err != nil {
+				log.Debug("watch broken", "key", key, "err", err)
+				break
+			}
+			backoff = 250 * time.Millisecond
+			if len(resp.Events) > 0 {
+				wake()
+			}
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff + time.Duration(rand.Int64N(int64(backoff)))):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+	return nil
+}
+
+// addresses are the machine's global unicast addresses.
+func addresses() []string {
+	addrs, _ := net.InterfaceAddrs()
+	var out []string
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.IsGlobalUnicast() {
+			out = append(out, ipn.IP.String())
+		}
+	}
+	return out
+}
