@@ -51,7 +51,7 @@ on one host for tests and development.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return f.run(cmd) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.configPath, "config", config.DefaultPath, "the config file; a missing file at the default path is not an error")
+	fl.StringVar(&f.configPath, "config", config.DefaultPath, "the config file (\"\": none, flags only); a missing file at the default path is not an error")
 	fl.StringSliceVar(&f.c.Etcd.Endpoints, "etcd-endpoints", nil, "etcd client URLs (https://HOST:2379,...)")
 	fl.StringVar(&f.c.Etcd.CA, "etcd-ca", "", "CA certificate of etcd's servers")
 	fl.StringVar(&f.c.Etcd.Cert, "etcd-cert", "", "client certificate for etcd")
@@ -93,10 +93,12 @@ func userErrOf(err error) error {
 // merged returns the config file's settings overridden by the flags that were set.
 func (f *runFlags) merged(fl *pflag.FlagSet) (*config.Config, error) {
 	c := &config.Config{}
-	if loaded, err := config.Load(f.configPath); err == nil {
-		c = loaded
-	} else if !(errors.Is(err, fs.ErrNotExist) && !fl.Changed("config")) {
-		return nil, err
+	if f.configPath != "" {
+		if loaded, err := config.Load(f.configPath); err == nil {
+			c = loaded
+		} else if !(errors.Is(err, fs.ErrNotExist) && !fl.Changed("config")) {
+			return nil, err
+		}
 	}
 	set := func(name string, apply func()) {
 		if fl.Changed(name) {
