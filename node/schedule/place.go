@@ -107,9 +107,11 @@ type planner struct {
 	groups   []*group
 	groupIdx map[string]int32 // "c:" or "r:" and the glob
 
-	allowEvict bool
-	requeue    []int32
+	evicted bool
 }
+
+// maxRounds bounds the placement rounds that evictions (Replaces) cause.
+const maxRounds = 8
 
 // Place computes where every unit runs. See the package documentation for the rules.
 func Place(machines []Machine, units []Unit) Plan {
@@ -174,17 +176,16 @@ func Place(machines []Machine, units []Unit) Plan {
 	for _, i := range order {
 		p.keep(i)
 	}
-	p.allowEvict = true
-	for _, i := range order {
-		p.place(i)
-	}
-	p.allowEvict = false
-	for len(p.requeue) > 0 {
-		q := p.requeue
-		p.requeue = nil
-		slices.Sort(q)
-		for _, i := range slices.Compact(q) {
+	// Place the others. A replacing unit may evict the units it replaces, which frees room
+	// for units that failed before: go again until nothing moves (a few rounds at most; a
+	// circle of replacements longer than two could go on, hence the bound).
+	for round := 0; round < maxRounds; round++ {
+		p.evicted = false
+		for _, i := range order {
 			p.place(i)
+		}
+		if !p.evicted {
+			break
 		}
 	}
 
@@ -559,7 +560,7 @@ func (p *planner) place(i int32) {
 		p.put(i, best)
 		return
 	}
-	if p.allowEvict && len(u.ownR) > 0 && p.evict(i, cands) {
+	if len(u.ownR) > 0 && p.evict(i, cands) {
 		return
 	}
 	p.failConflict(i, cands)
@@ -600,7 +601,7 @@ func (p *planner) evict(i int32, cands []int32) bool {
 	for _, j := range slices.Clone(p.onM[best]) {
 		if matchAny(u.Fleet.Replaces, p.units[j].Name) {
 			p.remove(j, best, "replaced by "+u.Name)
-			p.requeue = append(p.requeue, j)
+			p.evicted = true
 		}
 	}
 	p.put(i, best)
