@@ -1,0 +1,134 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kiln-cluster/kiln/bootstrap/render"
+	"github.com/kiln-cluster/kiln/bootstrap/userdata"
+)
+
+func init() { register(newUserdataCmd) }
+
+func newUserdataCmd() *cobra.Command {
+	var file, platform, pkiDir, pointerURL, pointerOut, out string
+	var strict bool
+	cmd := &cobra.Command{
+		Use:   "userdata -f SPEC --platform P NODE",
+		Short: "Write a node's Ignition config as cloud user data, VMware guestinfo or a QEMU fw_cfg file",
+		Long: `Userdata writes NODE's Ignition config in the form its platform takes (` + strings.Join(userdata.Names(), ", ") + `),
+within the platform's size limit: as it is when it fits; else as a small config holding the
+config gzip-compressed in a data URL (Ignition does not gunzip user data itself); else, with
+--pointer-url and --pointer-out, as a pointer config that fetches the full config from the URL and
+verifies its SHA-512 (upload --pointer-out there). A config that fits none of these is refused.
+
+vsphere prints the guestinfo properties to set (key=value lines); qemu writes the config to -o
+and prints the -fw_cfg argument to give QEMU. The output holds the node's private keys: it is
+written with mode 0600. The certificates come from --pki (made there on first use), the same
+folder kiln render uses, so every delivery hands out the same ones.`,
+		Example: `  kiln userdata -f configs/examples/demo.yaml --platform aws node1 -o node1.userdata
+  kiln userdata -f configs/examples/demo.yaml --platform vsphere node1
+  kiln userdata -f configs/examples/demo.yaml --platform qemu node1 -o node1.ign
+  kiln userdata -f configs/examples/demo.yaml --platform aws node1 \
+      --pointer-url https://configs.example.com/node1.ign --pointer-out node1.ign`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			p, err := userdata.Lookup(platform)
+			if err != nil {
+				return userErr(err)
+			}
+			if (pointerURL == "") != (pointerOut == "") {
+				return userErr(errors.New("--pointer-url and --pointer-out go together: the URL must serve the file written to --pointer-out"))
+			}
+			if p.Kind == userdata.FwCfg && out == "" {
+				return userErr(errors.New("--platform qemu needs -o FILE: the fw_cfg argument names the file holding the config"))
+			}
+			c, err := compile(file, pkiDir, strict, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			node := c.Node(a[0])
+			if node == nil {
+				names := make([]string, len(c.Nodes))
+				for i, n := range c.Nodes {
+					names[i] = n.Name
+				}
+				return userErr(fmt.Errorf("no node %q in %s (nodes: %s)", a[0], file, strings.Join(names, ", ")))
+			}
+			if err := render.SavePKI(c.PKI); err != nil {
+				return err
+			}
+			d, err := p.Deliver(node.Ignition, userdata.Options{PointerURL: pointerURL})
+			if err != nil {
+				return userErr(err)
+			}
+			if d.Mode == userdata.Pointer {
+				if err := writeFileAtomic(pointerOut, d.Full); err != nil {
+					return userErr(err)
+				}
+			}
+			stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			if out != "" {
+				if err := writeFileAtomic(out, d.Output()); err != nil {
+					return userErr(err)
+				}
+			}
+			switch {
+			case p.Kind == userdata.FwCfg:
+				abs, err := filepath.Abs(out)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(stdout, strings.Join(userdata.FwCfgArgs(c.Spec.Cluster.OS, abs), " "))
+			case out == "":
+				if _, err := stdout.Write(d.Output()); err != nil {
+					return err
+				}
+			}
+			limit := "no limit"
+			if p.Limit > 0 {
+				limit = fmt.Sprintf("limit %d", p.Limit)
+			}
+			fmt.Fprintf(stderr, "%s: %s, %s config of %d bytes (%s; node config %d bytes)\n", node.Name, p.Name, d.Mode, d.Size, limit, len(node.Ignition))
+			if d.Mode == userdata.Pointer {
+				fmt.Fprintf(stderr, "serve %s at %s before the machine boots\n", pointerOut, pointerURL)
+			}
+			if out != "" && p.Kind != userdata.FwCfg {
+				fmt.Fprintf(stderr, "use it: "+p.Usage+"\n", out)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "cluster.yaml", "the cluster spec")
+	cmd.Flags().StringVar(&platform, "platform", "", "where the node boots: "+strings.Join(userdata.Names(), ", "))
+	cmd.Flags().StringVar(&pkiDir, "pki", filepath.Join("out", "pki"), "the cluster's PKI folder (kiln render -o OUT keeps it in OUT/pki)")
+	cmd.Flags().StringVar(&pointerURL, "pointer-url", "", "when the config does not fit even compressed: the URL it will be served at")
+	cmd.Flags().StringVar(&pointerOut, "pointer-out", "", "with --pointer-url: where to write the full config to serve")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "write the output to this file (mode 0600) instead of standard output")
+	cmd.Flags().BoolVar(&strict, "strict", false, "treat warnings as errors")
+	_ = cmd.MarkFlagRequired("platform")
+	return cmd
+}
+
+// writeFileAtomic writes data to path with mode 0600 through a temporary file in the same folder
+// and a rename, so a reader never sees half a file.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
