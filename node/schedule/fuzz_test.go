@@ -29,6 +29,7 @@ func randomCluster(data []byte) ([]Machine, []Unit) {
 		if next()%2 == 0 {
 			md["disk"] = "ssd"
 		}
+		md["memory"] = fmt.Sprint(next() % 64)
 		machines[i] = Machine{ID: fmt.Sprintf("m%d", i), Metadata: md}
 	}
 	nu := next() % 13
@@ -47,7 +48,7 @@ func randomCluster(data []byte) ([]Machine, []Unit) {
 		case 2:
 			f.Metadata = unit.Metadata{{Key: "region", Value: "east"}}
 		case 3:
-			f.Metadata = unit.Metadata{{Key: "region", Value: "east", Negated: true}}
+			f.Metadata = unit.Metadata{{Key: "region", Op: unit.OpNotEqual, Value: "east"}}
 		case 4:
 			f.Global = true
 			if next()%2 == 0 {
@@ -60,6 +61,8 @@ func randomCluster(data []byte) ([]Machine, []Unit) {
 		case 7:
 			f.Conflicts = []string{names[next()%nu]}
 			f.Metadata = unit.Metadata{{Key: "disk", Value: "ssd"}}
+		case 8:
+			f.Metadata = unit.Metadata{{Key: "memory", Op: unit.OpGreaterEqual, Value: "32"}}
 		}
 		state := unit.StateLaunched
 		if next()%5 == 0 {

@@ -137,6 +137,18 @@ func TestPlacement(t *testing.T) {
 			want: "any-east.service=m2 east-or-west.service=m1 east-ssd.service=m3 not-east.service=m1",
 		},
 		{
+			name:     "MachineMetadata comparisons (kiln's extension)",
+			machines: []Machine{mm("m1", "memory=8"), mm("m2", "memory=32"), mm("m3", "memory=128"), mm("m4", "")},
+			units: func(t testing.TB) []Unit {
+				return []Unit{
+					u(t, "big.service", "MachineMetadata=memory>=64\n"),
+					u(t, "mid.service", `MachineMetadata="memory>=16" "memory<64"`+"\n"),
+					u(t, "small.service", "MachineMetadata=memory<16\n"),
+				}
+			},
+			want: "big.service=m3 mid.service=m2 small.service=m1",
+		},
+		{
 			name:     "MachineOf chain follows the first unit",
 			machines: ms("m1", "m2", "m3"),
 			units: func(t testing.TB) []Unit {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 )
@@ -75,25 +76,45 @@ func matchAny(globs []string, name string) bool {
 	return false
 }
 
-// MetadataRule is one key=value of MachineMetadata. Negated (written !key=value, a kiln
-// extension) asks that the machine's key be absent or hold another value.
+// Op is the comparison of a MachineMetadata rule.
+type Op string
+
+// The operators. OpEqual, the zero value, is fleet's; the others are kiln's extensions, which
+// fleet would have read as part of the key (and so as a rule no machine meets).
+const (
+	OpEqual        Op = ""
+	OpNotEqual     Op = "!=" // also written !key=value
+	OpLess         Op = "<"
+	OpLessEqual    Op = "<="
+	OpGreater      Op = ">"
+	OpGreaterEqual Op = ">="
+)
+
+var opOrder = map[Op]int{OpEqual: 0, OpNotEqual: 1, OpLess: 2, OpLessEqual: 3, OpGreater: 4, OpGreaterEqual: 5}
+
+// MetadataRule is one rule of MachineMetadata: key=value as in fleet, or one of kiln's
+// extensions key!=value (or !key=value) and numeric key<n, key<=n, key>n, key>=n.
 type MetadataRule struct {
-	Key     string
-	Value   string
-	Negated bool
+	Key   string
+	Op    Op
+	Value string
 }
 
-func (r MetadataRule) String() string {
-	if r.Negated {
-		return "!" + r.Key + "=" + r.Value
+func (r MetadataRule) String() string { return r.Key + r.Op.String() + r.Value }
+
+// String writes the operator as in a unit file.
+func (o Op) String() string {
+	if o == OpEqual {
+		return "="
 	}
-	return r.Key + "=" + r.Value
+	return string(o)
 }
 
 // Metadata is a unit's MachineMetadata rules, sorted and without duplicates. As in fleet,
-// rules of one key are ORed and different keys are ANDed: "region=east region=west disk=ssd"
-// is (region=east OR region=west) AND disk=ssd. Negated rules are ANDed with the rest:
-// "!region=east" admits machines without a region and those of any other region.
+// key=value rules of one key are ORed and different keys are ANDed: "region=east region=west
+// disk=ssd" is (region=east OR region=west) AND disk=ssd. The extensions are ANDed with the
+// rest: "region!=east" admits machines without a region and those of any other region;
+// "memory>=16" needs a machine whose memory is a number of at least 16.
 type Metadata []MetadataRule
 
 // Match tells whether a machine's metadata satisfies the rules.
@@ -104,15 +125,18 @@ func (m Metadata) Match(md map[string]string) bool {
 		positive, matched := false, false
 		for ; i < len(m) && m[i].Key == key; i++ {
 			r := m[i]
-			if r.Negated {
+			switch r.Op {
+			case OpEqual:
+				positive = true
+				matched = matched || (ok && have == r.Value)
+			case OpNotEqual:
 				if ok && have == r.Value {
 					return false
 				}
-				continue
-			}
-			positive = true
-			if ok && have == r.Value {
-				matched = true
+			default:
+				if !ok || !compare(have, r.Op, r.Value) {
+					return false
+				}
 			}
 		}
 		if positive && !matched {
@@ -122,8 +146,31 @@ func (m Metadata) Match(md map[string]string) bool {
 	return true
 }
 
-// String writes the rules as the unit would ("disk=ssd region=east region=west"); it is also
-// a canonical key for caching which machines match.
+// compare applies a numeric operator; a value that is not a number never matches.
+func compare(have string, op Op, want string) bool {
+	h, err := strconv.ParseFloat(strings.TrimSpace(have), 64)
+	if err != nil {
+		return false
+	}
+	w, err := strconv.ParseFloat(want, 64)
+	if err != nil {
+		return false
+	}
+	switch op {
+	case OpLess:
+		return h < w
+	case OpLessEqual:
+		return h <= w
+	case OpGreater:
+		return h > w
+	case OpGreaterEqual:
+		return h >= w
+	}
+	return false
+}
+
+// String writes the rules as a unit would ("disk=ssd region=east region!=west"); it is also a
+// canonical key for caching which machines match.
 func (m Metadata) String() string {
 	parts := make([]string, len(m))
 	for i, r := range m {
@@ -137,11 +184,8 @@ func (m Metadata) normalize() Metadata {
 		if c := strings.Compare(a.Key, b.Key); c != 0 {
 			return c
 		}
-		if a.Negated != b.Negated {
-			if a.Negated {
-				return 1
-			}
-			return -1
+		if c := opOrder[a.Op] - opOrder[b.Op]; c != 0 {
+			return c
 		}
 		return strings.Compare(a.Value, b.Value)
 	})
@@ -318,26 +362,49 @@ func parseFleet(opts []Option, name *Name) (Fleet, Errors, Errors) {
 }
 
 func parseMetadataPair(s string, quoted bool) (MetadataRule, string) {
-	var r MetadataRule
 	orig := s
-	if strings.HasPrefix(s, "!") {
-		r.Negated = true
+	var r MetadataRule
+	negated := strings.HasPrefix(s, "!")
+	if negated {
 		s = s[1:]
 	}
-	k, v, ok := strings.Cut(s, "=")
-	switch {
-	case !ok:
+	i := strings.IndexAny(s, "!<>=")
+	if i < 0 {
 		return r, fmt.Sprintf("%q is not key=value", orig)
+	}
+	k, rest := s[:i], s[i:]
+	known := false
+	for _, op := range []Op{OpNotEqual, OpLessEqual, OpGreaterEqual, OpLess, OpGreater, OpEqual} {
+		if strings.HasPrefix(rest, op.String()) {
+			r.Op, known = op, true
+			break
+		}
+	}
+	if !known {
+		return r, fmt.Sprintf("%q is not key=value", orig)
+	}
+	v := rest[len(r.Op.String()):]
+	switch {
+	case negated && r.Op != OpEqual:
+		return r, fmt.Sprintf("%q: '!' goes with key=value only (write key!=value)", orig)
 	case k == "":
 		return r, fmt.Sprintf("%q has an empty key", orig)
 	case strings.IndexFunc(k, unicode.IsSpace) >= 0:
 		return r, fmt.Sprintf("key %q contains a blank", k)
 	case v == "":
 		return r, fmt.Sprintf("%q has an empty value", orig)
-	case strings.Contains(v, "=") && !quoted:
+	case strings.ContainsAny(v, "=") && !quoted:
 		return r, fmt.Sprintf("%q: quote each pair when there are several on one line, as in MachineMetadata=\"region=east\" \"disk=ssd\"", orig)
-	case strings.Contains(v, "="):
+	case strings.ContainsAny(v, "="):
 		return r, fmt.Sprintf("%q: a value cannot contain '='", orig)
+	}
+	if r.Op != OpEqual && r.Op != OpNotEqual {
+		if _, err := strconv.ParseFloat(v, 64); err != nil {
+			return r, fmt.Sprintf("%q: %s compares numbers, %q is not one", orig, r.Op, v)
+		}
+	}
+	if negated {
+		r.Op = OpNotEqual
 	}
 	r.Key, r.Value = k, v
 	return r, ""

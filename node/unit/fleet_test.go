@@ -39,7 +39,12 @@ func TestFleetOptions(t *testing.T) {
 			"MachineMetadata=region=west\nMachineMetadata=region=east\nMachineMetadata=region=west\n",
 			Fleet{Metadata: Metadata{{Key: "region", Value: "east"}, {Key: "region", Value: "west"}}}},
 		{"MachineMetadata negation", "a.service", "MachineMetadata=!region=east\n",
-			Fleet{Metadata: Metadata{{Key: "region", Value: "east", Negated: true}}}},
+			Fleet{Metadata: Metadata{{Key: "region", Op: OpNotEqual, Value: "east"}}}},
+		{"MachineMetadata key!=value", "a.service", "MachineMetadata=region!=east\n",
+			Fleet{Metadata: Metadata{{Key: "region", Op: OpNotEqual, Value: "east"}}}},
+		{"MachineMetadata comparisons", "a.service", `MachineMetadata="memory>=16" "memory<64" "cores>2" "load<=0.5"` + "\n",
+			Fleet{Metadata: Metadata{{Key: "cores", Op: OpGreater, Value: "2"}, {Key: "load", Op: OpLessEqual, Value: "0.5"},
+				{Key: "memory", Op: OpLess, Value: "64"}, {Key: "memory", Op: OpGreaterEqual, Value: "16"}}}},
 		{"MachineMetadata reset", "a.service", "MachineMetadata=region=east\nMachineMetadata=\nMachineMetadata=disk=ssd\n",
 			Fleet{Metadata: Metadata{{Key: "disk", Value: "ssd"}}}},
 		{"Conflicts repeatable and whitespace-separated", "a.service", "Conflicts=b*.service c.service\nConflicts=d?.service\n",
@@ -106,6 +111,10 @@ func TestFleetErrors(t *testing.T) {
 		{"metadata empty key", "a.service", "MachineMetadata==east\n", ErrMetadata, 2, 17, "empty key"},
 		{"metadata several unquoted pairs", "a.service", "MachineMetadata=region=east disk=ssd\n", ErrMetadata, 2, 17, "quote each pair"},
 		{"metadata second quoted pair bad", "a.service", `MachineMetadata="region=east" "disk"` + "\n", ErrMetadata, 2, 31, `"disk" is not key=value`},
+		{"metadata comparison with a word", "a.service", "MachineMetadata=memory>=lots\n", ErrMetadata, 2, 17, "is not one"},
+		{"metadata ! with a comparison", "a.service", "MachineMetadata=!memory>=1\n", ErrMetadata, 2, 17, "'!' goes with key=value only"},
+		{"metadata lone !", "a.service", "MachineMetadata=region!east\n", ErrMetadata, 2, 17, "not key=value"},
+		{"metadata empty value after !=", "a.service", "MachineMetadata=region!=\n", ErrMetadata, 2, 17, "empty value"},
 		{"metadata unterminated quote", "a.service", `MachineMetadata="region=east` + "\n", ErrQuote, 2, 17, ""},
 		{"bad glob", "a.service", "Conflicts=ok.service [bad\n", ErrGlob, 2, 22, "syntax error in pattern"},
 		{"bad glob in Replaces", "a.service", "Replaces=x[\n", ErrGlob, 2, 10, ""},
@@ -219,6 +228,16 @@ func TestMetadataMatch(t *testing.T) {
 		{"negation with a positive rule of another key", "MachineMetadata=!region=east\nMachineMetadata=disk=hdd\n", west, true},
 		{"two negations", "MachineMetadata=!region=east\nMachineMetadata=!region=west\n", west, false},
 		{"values are case-sensitive", "MachineMetadata=region=East\n", east, false},
+		{"key!=value excludes", "MachineMetadata=region!=east\n", east, false},
+		{"key!=value admits a missing key", "MachineMetadata=region!=east\n", none, true},
+		{"numeric at least", "MachineMetadata=memory>=16\n", map[string]string{"memory": "16"}, true},
+		{"numeric below", "MachineMetadata=memory>=16\n", map[string]string{"memory": "8"}, false},
+		{"numeric compares numbers, not text", "MachineMetadata=memory>9\n", map[string]string{"memory": "10"}, true},
+		{"numeric range", `MachineMetadata="memory>=16" "memory<64"` + "\n", map[string]string{"memory": "32"}, true},
+		{"numeric range above", `MachineMetadata="memory>=16" "memory<64"` + "\n", map[string]string{"memory": "64"}, false},
+		{"numeric needs the key", "MachineMetadata=memory<64\n", none, false},
+		{"numeric needs a number", "MachineMetadata=memory<64\n", map[string]string{"memory": "lots"}, false},
+		{"numeric with equality of the same key", "MachineMetadata=memory=32\nMachineMetadata=memory=48\nMachineMetadata=memory>40\n", map[string]string{"memory": "32"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -227,7 +246,7 @@ func TestMetadataMatch(t *testing.T) {
 			}
 		})
 	}
-	if got, want := parse(`MachineMetadata="region=west" "disk=ssd" "!region=east"`+"\n").String(), "disk=ssd region=west !region=east"; got != want {
+	if got, want := parse(`MachineMetadata="region=west" "disk=ssd" "!region=east"`+"\n").String(), "disk=ssd region=west region!=east"; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
 }
