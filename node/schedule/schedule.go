@@ -1,17 +1,24 @@
 // Package schedule decides where fleet-style units run: given the machines and the units
-// (their [X-Fleet] requirements, desired state and current machine), Place computes every
+// (their [X-Fleet] requirements, desired state and current machines), Place computes every
 // placement and the sorted actions that lead there. It is pure: no etcd, no clock, the same
-// input always gives the same plan. The scheduler engine reads the cluster, calls Place and
-// applies the actions with compare-and-swap.
+// input always gives the same plan, and planning again after applying a plan changes
+// nothing. The scheduler engine reads the cluster, calls Place and applies the actions with
+// compare-and-swap.
 //
 // The rules are fleet's (engine/scheduler.go, agent/state.go), made deterministic:
 //   - a unit stays where it is while its machine exists and still satisfies it;
-//   - otherwise it goes to the matching machine with the fewest units, ties broken by the
-//     smallest machine ID;
-//   - MachineID pins, MachineMetadata filters (one key ORed, keys ANDed, !key=value excludes),
-//     MachineOf follows the named units (in chains, peers first), Conflicts keeps apart
-//     (either side's glob is enough), Global runs on every matching machine without a
-//     conflicting unit, and Replaces keeps apart with priority: the replaced unit moves.
+//   - otherwise it goes to the matching machine with the fewest units (global units count),
+//     ties broken by the smallest machine ID;
+//   - MachineID pins; MachineMetadata filters (key=value rules of one key ORed, keys ANDed;
+//     kiln adds key!=value and numeric <, <=, >, >=, ANDed);
+//   - MachineOf follows the named units, in chains (peers are placed first; a cycle is
+//     reported);
+//   - Conflicts keeps two units apart when either one's glob matches the other's name;
+//   - Global runs a unit on every machine that matches its metadata and holds no conflicting
+//     unit; a global unit yields to an ordinary unit it conflicts with;
+//   - Replaces keeps two units apart with priority: a replacing unit avoids the units it
+//     replaces when it can, and when it cannot (or when they share a machine now), the
+//     replaced unit moves; global units and units that others follow are never moved.
 package schedule
 
 import (

@@ -622,3 +622,43 @@ func TestUnplacedIsAnError(t *testing.T) {
 		t.Fatalf("error %q", err)
 	}
 }
+
+// replan applies a plan and plans again: nothing may move.
+func replan(t *testing.T, machines []Machine, units []Unit, p Plan) {
+	t.Helper()
+	applied := append([]Unit(nil), units...)
+	for i := range applied {
+		applied[i].Machines = p.MachinesOf(applied[i].Name)
+	}
+	if again := Place(machines, applied); len(again.Actions) != 0 {
+		t.Fatalf("a second plan moves units: %v", again.Actions)
+	}
+}
+
+// Found by FuzzPlace: an eviction frees room that a unit placed earlier in the round wanted.
+func TestEvictionFreesRoom(t *testing.T) {
+	units := []Unit{
+		u(t, "a0.service", "Conflicts=c*\n"),
+		u(t, "a3.service", "Replaces=c1.service\n"),
+		u(t, "c1.service", "", "m0"),
+	}
+	p := Place(ms("m0"), units)
+	if got := where(p); got != "a0.service=m0 a3.service=m0" {
+		t.Fatalf("placements %s", got)
+	}
+	unplaced(t, p, "c1.service", ErrConflict, "a3.service on m0")
+	replan(t, ms("m0"), units, p)
+
+	// A chain of replacements: b0 replaces a1, a1 replaces a4, a4 replaces a3.
+	units = []Unit{
+		u(t, "b0.service", "Replaces=a1.service\n"),
+		u(t, "a1.service", "Replaces=a4.service\n"),
+		u(t, "a3.service", ""),
+		u(t, "a4.service", "Replaces=a3.service\n"),
+	}
+	p = Place(ms("m0"), units)
+	replan(t, ms("m0"), units, p)
+	if got := where(p); got != "a4.service=m0 b0.service=m0" {
+		t.Fatalf("placements %s", got)
+	}
+}

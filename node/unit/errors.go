@@ -68,6 +68,15 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
+// Message is the problem without its position ("unknown key in [X-Fleet]: ..."), for
+// callers that print positions their own way.
+func (e *Error) Message() string {
+	if e.Detail == "" {
+		return e.Err.Error()
+	}
+	return e.Err.Error() + ": " + e.Detail
+}
+
 // Unwrap gives the sentinel.
 func (e *Error) Unwrap() error { return e.Err }
 
