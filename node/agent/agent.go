@@ -5,8 +5,6 @@ package agent
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,10 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kiln-cluster/kiln/node/config"
+	"github.com/kiln-cluster/kiln/node/etcdconn"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/lock"
 	"github.com/kiln-cluster/kiln/node/reboot"
@@ -80,16 +78,8 @@ func MachineID(configured string) (string, error) {
 // Check validates the settings; its errors are the user's.
 func Check(c *config.Config) error {
 	var errs []error
-	if len(c.Etcd.Endpoints) == 0 {
-		errs = append(errs, errors.New("no etcd endpoints (--etcd-endpoints)"))
-	}
-	for _, ep := range c.Etcd.Endpoints {
-		if !strings.HasPrefix(ep, "https://") {
-			errs = append(errs, fmt.Errorf("etcd endpoint %q: kiln-node talks to etcd only over TLS (https://)", ep))
-		}
-	}
-	if c.Etcd.CA == "" || c.Etcd.Cert == "" || c.Etcd.Key == "" {
-		errs = append(errs, errors.New("etcd client certificate: --etcd-ca, --etcd-cert and --etcd-key are required"))
+	if err := etcdconn.Check(c.Etcd.Endpoints, c.Etcd.CA, c.Etcd.Cert, c.Etcd.Key); err != nil {
+		errs = append(errs, err)
 	}
 	if err := reboot.ValidStrategy(c.Reboot.Strategy); err != nil {
 		errs = append(errs, err)
@@ -118,37 +108,9 @@ func Check(c *config.Config) error {
 	return errors.Join(errs...)
 }
 
-// TLSConfig loads an etcd client identity.
-func TLSConfig(ca, cert, key string) (*tls.Config, error) {
-	pair, err := tls.LoadX509KeyPair(cert, key)
-	if err != nil {
-		return nil, fmt.Errorf("etcd client certificate: %w", err)
-	}
-	caPEM, err := os.ReadFile(ca)
-	if err != nil {
-		return nil, fmt.Errorf("etcd CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("etcd CA: no certificate in %s", ca)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
-}
-
 // NewClient returns an etcd client of the endpoints; it does not wait for etcd to answer.
 func NewClient(e config.Etcd) (*clientv3.Client, error) {
-	tlsCfg, err := TLSConfig(e.CA, e.Cert, e.Key)
-	if err != nil {
-		return nil, err
-	}
-	return clientv3.New(clientv3.Config{
-		Endpoints:            e.Endpoints,
-		TLS:                  tlsCfg,
-		DialTimeout:          5 * time.Second,
-		DialKeepAliveTime:    5 * time.Second,
-		DialKeepAliveTimeout: 3 * time.Second,
-		Logger:               zap.NewNop(),
-	})
+	return etcdconn.New(e.Endpoints, e.CA, e.Cert, e.Key)
 }
 
 func duration(s string, def time.Duration) time.Duration {
