@@ -11,7 +11,8 @@ OUT        ?= $(CURDIR)/out
 SPEC       ?= configs/examples/demo.yaml
 
 # Debian packages the tests need, by the command or file that shows each is there.
-DEB_PKGS   := libblkid-dev:/usr/include/blkid/blkid.h
+DEB_PKGS   := libblkid-dev:/usr/include/blkid/blkid.h \
+              vagrant:vagrant vagrant-libvirt:/usr/share/vagrant-plugins/plugins.d/vagrant-libvirt.json
 
 export KILN_ETCD_BIN     := $(TOOLS)/etcd
 export KILN_IGNITION_BIN := $(TOOLS)/ignition
