@@ -85,6 +85,9 @@ type Coordinator struct {
 	lastReboot time.Time
 	status     string
 	lastNote   string
+	// staleChecked: this process has looked for a slot held with no reboot pending (a crash
+	// between taking the slot and saving the state) and released it.
+	staleChecked bool
 }
 
 // New checks cfg and returns a Coordinator.
@@ -297,10 +300,16 @@ func (c *Coordinator) stepLock(ctx context.Context, st State) error {
 	if err != nil {
 		return err
 	}
+	if need == nil && st.PendingBoot == "" && c.staleChecked {
+		// Idle: nothing to take, nothing held (checked once at start): no read of the lock.
+		c.setStatus(StatusNone)
+		return nil
+	}
 	holding, err := c.cfg.Locker.Holding(ctx, c.cfg.Group, id)
 	if err != nil {
 		return fmt.Errorf("read the reboot lock: %w", err)
 	}
+	c.staleChecked = true
 	if holding {
 		lockHeld.Set(1)
 	} else {
@@ -327,6 +336,9 @@ func (c *Coordinator) stepLock(ctx context.Context, st State) error {
 		return nil
 	}
 	c.setStatus(StatusWaiting)
+	// Whatever the answer, a slot may now be held (a lost reply, a failed state write): look
+	// again next time even if the need has gone.
+	c.staleChecked = false
 	err = c.cfg.Locker.Lock(ctx, c.cfg.Group, id, boot)
 	switch {
 	case errors.Is(err, lock.ErrBusy), errors.Is(err, lock.ErrOutsideWindow):
