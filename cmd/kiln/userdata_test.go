@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	ignconfig "github.com/coreos/ignition/v2/config"
+)
+
+func TestUserdataCommand(t *testing.T) {
+	dir := t.TempDir()
+	pki := filepath.Join(dir, "pki")
+	out := filepath.Join(dir, "node1.userdata")
+	code, _, errs := kiln(t, "userdata", "-f", example, "--pki", pki, "--platform", "aws", "node1", "-o", out)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errs)
+	}
+	st, err := os.Stat(out)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("%s: %v %v, want mode 0600", out, st, err)
+	}
+	ud, _ := os.ReadFile(out)
+	if _, rpt, err := ignconfig.Parse(ud); err != nil || rpt.IsFatal() {
+		t.Fatalf("Ignition rejects the user data: %v %s", err, rpt.String())
+	}
+	// The same PKI gives the same config: kiln render and kiln userdata agree.
+	rendered := filepath.Join(dir, "render")
+	if code, o, e := kiln(t, "render", "-f", example, "-o", rendered); code != 0 {
+		t.Fatalf("render: exit %d\n%s%s", code, o, e)
+	}
+	// render made its own PKI in rendered/pki; ask userdata for that one.
+	code, stdout, errs := kiln(t, "userdata", "-f", example, "--pki", filepath.Join(rendered, "pki"), "--platform", "vsphere", "node1")
+	if code != 0 {
+		t.Fatalf("vsphere: exit %d\n%s", code, errs)
+	}
+	want, _ := os.ReadFile(filepath.Join(rendered, "node1", "config.ign"))
+	if !strings.HasPrefix(stdout, "guestinfo.ignition.config.data="+base64.StdEncoding.EncodeToString(want)+"\n") ||
+		!strings.Contains(stdout, "\nguestinfo.ignition.config.data.encoding=base64\n") {
+		t.Errorf("vsphere output is not the rendered config's guestinfo:\n%.200s", stdout)
+	}
+
+	code, stdout, errs = kiln(t, "userdata", "-f", example, "--pki", pki, "--platform", "qemu", "node2", "-o", filepath.Join(dir, "n2.ign"))
+	if code != 0 || stdout != "-fw_cfg name=opt/org.flatcar-linux/config,file="+filepath.Join(dir, "n2.ign")+"\n" {
+		t.Errorf("qemu: exit %d, stdout %q\n%s", code, stdout, errs)
+	}
+}
+
+func TestUserdataUserErrors(t *testing.T) {
+	pki := filepath.Join(t.TempDir(), "pki")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown platform", []string{"--platform", "ec2", "node1"}, "unknown platform"},
+		{"unknown node", []string{"--platform", "aws", "node9"}, `no node "node9"`},
+		{"qemu without -o", []string{"--platform", "qemu", "node1"}, "needs -o"},
+		{"pointer URL alone", []string{"--platform", "aws", "node1", "--pointer-url", "https://x/n1.ign"}, "go together"},
+		{"no node", []string{"--platform", "aws"}, "accepts 1 arg"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"userdata", "-f", example, "--pki", pki}, tc.args...)
+			code, _, errs := kiln(t, args...)
+			if code != 1 || !strings.Contains(errs, tc.want) {
+				t.Errorf("exit %d, want 1 with %q:\n%s", code, tc.want, errs)
+			}
+		})
+	}
+}
+
+func TestVagrantCommand(t *testing.T) {
+	dir := t.TempDir()
+	env := filepath.Join(dir, "env")
+	args := []string{"vagrant", "-f", example, "--pki", filepath.Join(dir, "pki"), "-o", env}
+	code, stdout, errs := kiln(t, args...)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errs)
+	}
+	for _, f := range []string{"Vagrantfile", "node1.ign", "node2.ign", "node3.ign"} {
+		if !strings.Contains(stdout, filepath.Join(env, f)) {
+			t.Errorf("%s not listed:\n%s", f, stdout)
+		}
+	}
+	first, _ := os.ReadFile(filepath.Join(env, "node1.ign"))
+	if code, _, errs := kiln(t, args...); code != 0 {
+		t.Fatalf("second run: exit %d\n%s", code, errs)
+	}
+	second, _ := os.ReadFile(filepath.Join(env, "node1.ign"))
+	if !bytes.Equal(first, second) {
+		t.Error("a second run with the same PKI changed node1.ign")
+	}
+	foreign := filepath.Join(dir, "foreign")
+	os.MkdirAll(foreign, 0o755)
+	os.WriteFile(filepath.Join(foreign, "notes.txt"), []byte("mine"), 0o644)
+	if code, _, errs := kiln(t, "vagrant", "-f", example, "--pki", filepath.Join(dir, "pki"), "-o", foreign); code != 1 || !strings.Contains(errs, "not empty") {
+		t.Errorf("foreign folder: exit %d\n%s", code, errs)
+	}
+}
