@@ -35,8 +35,10 @@ type runFlags struct {
 	logLevel     string
 }
 
-func newRunCmd() *cobra.Command {
-	f := &runFlags{}
+func newRunCmd() *cobra.Command { return runCommand(&runFlags{}) }
+
+// runCommand builds kiln-node run around f, which receives the flags.
+func runCommand(f *runFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the node daemon: machine registry, reboot coordination, FleetLock",
