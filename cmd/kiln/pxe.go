@@ -23,10 +23,10 @@ func init() { register(newPXECmd) }
 
 func newPXECmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "pxe",
-		Short: "Network-boot the cluster's machines (iPXE, GRUB) with their own Ignition configs",
+		Use:     "pxe",
+		Short:   "Network-boot the cluster's machines (iPXE, GRUB) with their own Ignition configs",
 		Example: `  kiln pxe serve -f cluster.yaml --listen 0.0.0.0:8080 --assets /srv/kiln`,
-		Args: args(cobra.NoArgs),
+		Args:    args(cobra.NoArgs),
 	}
 	cmd.AddCommand(newPXEServeCmd())
 	return cmd
@@ -35,9 +35,9 @@ func newPXECmd() *cobra.Command {
 func newPXEServeCmd() *cobra.Command {
 	var (
 		file, listen, assets, pkiDir, certFile, keyFile, secretFile, baseURL, installDev, logLevel string
-		console                                                                                      []string
-		useToken, strict                                                                             bool
-		poll                                                                                         time.Duration
+		console                                                                                    []string
+		useToken, strict                                                                           bool
+		poll                                                                                       time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve -f SPEC --listen ADDR --assets DIR",
