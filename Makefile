@@ -13,11 +13,19 @@ SPEC       ?= configs/examples/demo.yaml
 # Debian packages the tests need, by the command or file that shows each is there.
 DEB_PKGS   := libblkid-dev:/usr/include/blkid/blkid.h \
               vagrant:vagrant vagrant-libvirt:/usr/share/vagrant-plugins/plugins.d/vagrant-libvirt.json
+# The QEMU boot kit of the e2e tests (images/testboot): QEMU and iPXE's ROMs, a static busybox for
+# the test initramfs, xorriso and isolinux to master test ISOs.
+DEB_PKGS   += qemu-system-x86:qemu-system-x86_64 ipxe-qemu:/usr/lib/ipxe/qemu/efi-virtio.rom \
+              busybox-static:/usr/share/doc/busybox-static xorriso:xorriso \
+              isolinux:/usr/lib/ISOLINUX/isolinux.bin syslinux-common:/usr/lib/syslinux/modules/bios/ldlinux.c32
 
 export KILN_ETCD_BIN     := $(TOOLS)/etcd
 export KILN_IGNITION_BIN := $(TOOLS)/ignition
 export KILN_BIN          := $(BIN)/kiln
 export KILN_NODE_BIN     := $(BIN)/kiln-node
+# Debian's kernel for the QEMU boots (images/testboot), unpacked by `make test-kernel`.
+KERNEL_DIR := $(BIN)/cache/kernel
+export KILN_KERNEL_DIR   := $(KERNEL_DIR)
 
 .PHONY: all deps deb-deps tools build run test test-unit test-integration test-e2e bench fuzz clean
 
@@ -31,6 +39,22 @@ deb-deps:
 	  [ -e "$$path" ] || command -v "$$path" >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+
+## test-kernel: Debian's current linux-image-amd64 for the QEMU boots of the e2e tests, downloaded
+## with apt-get download and unpacked with dpkg-deb (never installed).
+.PHONY: test-kernel
+deps: test-kernel
+test-kernel: $(KERNEL_DIR)/.unpacked
+
+$(KERNEL_DIR)/.unpacked: | deb-deps
+	@rm -rf $(KERNEL_DIR) && mkdir -p $(KERNEL_DIR)/deb
+	@resolve() { apt-cache depends linux-image-amd64 2>/dev/null | awk '$$1 == "Depends:" && $$2 ~ /^linux-image-[0-9]/ {print $$2; exit}'; }; \
+	  p=$$(resolve); if [ -z "$$p" ]; then apt-get update -qq; p=$$(resolve); fi; \
+	  [ -n "$$p" ] || { echo "cannot resolve linux-image-amd64 to a kernel package" >&2; exit 1; }; \
+	  echo "downloading $$p into $(KERNEL_DIR)"; \
+	  (cd $(KERNEL_DIR)/deb && apt-get download -qq "$$p" 2>&1 | grep -v unsandboxed; exit $${PIPESTATUS[0]}) && \
+	  dpkg-deb -x $(KERNEL_DIR)/deb/$${p}_*.deb $(KERNEL_DIR) && rm -rf $(KERNEL_DIR)/deb
+	@touch $@
 
 # The versions come from go.mod's tool directives, so they are the project's choice. Ignition is
 # built as Flatcar builds it: no SELinux relabeling (the test roots have no policy).
