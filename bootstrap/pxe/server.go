@@ -61,8 +61,9 @@ type Server struct {
 	fingerprint string
 }
 
-// New compiles the spec (unless first, the result of an earlier render.Compile of the same spec
-// with the same options, is given) and returns a server ready to serve it.
+// New compiles the spec, keeping new certificates in the PKI folder (unless first, the result of
+// an earlier render.Compile of the same spec with the same options, is given), and returns a
+// server ready to serve it.
 func New(cfg Config, first *render.Compiled) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -89,18 +90,12 @@ func New(cfg Config, first *render.Compiled) (*Server, error) {
 		return nil, fmt.Errorf("%w: %v", ErrNoAssets, err)
 	}
 	s.assets = root
+	var st *state
 	if first == nil {
-		c, rep, err := render.Compile(cfg.Spec, cfg.Compile)
-		if err != nil {
-			if len(rep.Problems) > 0 {
-				return nil, fmt.Errorf("%w\n%s", err, rep.Error())
-			}
+		if st, first, err = s.compile(); err != nil {
 			return nil, err
 		}
-		first = c
-	}
-	st, err := build(first, cfg.TokenSecret)
-	if err != nil {
+	} else if st, err = build(first, cfg.TokenSecret); err != nil {
 		return nil, err
 	}
 	s.fingerprint = fingerprint(st.watched)
