@@ -21,8 +21,8 @@ func newISOCmd() *cobra.Command {
 		Long: `Embed an Ignition config in a live ISO, or change its kernel arguments, in the format of
 coreos-installer's "iso ignition" and "iso kargs" commands: the ISO boots and applies the config
 with no network and no typing. The image is changed in place, or written to -o OUT; either way
-atomically (a temporary copy is renamed over the target), and new files are 0600 since a config
-may hold secrets.`,
+atomically (a temporary copy is renamed over the target). A new file is 0600, since a config may
+hold secrets; an image changed in place keeps its mode.`,
 		Example: `  kiln iso embed -i out/node1/config.ign fedora-coreos-live.x86_64.iso
   kiln iso show fedora-coreos-live.x86_64.iso
   kiln iso kargs modify --append console=ttyS0 -o serial.iso fedora-coreos-live.x86_64.iso`,
@@ -57,7 +57,12 @@ func newISOEmbedCmd() *cobra.Command {
 			if err != nil {
 				return userErr(fmt.Errorf("reading the config: %w", err))
 			}
-			return isoErr(iso.Embed(a[0], cfg, iso.Options{Output: out, Force: force, Stdout: cmd.OutOrStdout()}))
+			o, err := output(cmd, out)
+			if err != nil {
+				return err
+			}
+			o.Force = force
+			return isoErr(iso.Embed(a[0], cfg, o))
 		},
 	}
 	cmd.Flags().StringVarP(&in, "ignition-file", "i", "", "the Ignition config to embed (default: standard input)")
@@ -91,7 +96,11 @@ func newISORemoveCmd() *cobra.Command {
 		Example: `  kiln iso remove live.iso`,
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			return isoErr(iso.Remove(a[0], iso.Options{Output: out, Stdout: cmd.OutOrStdout()}))
+			o, err := output(cmd, out)
+			if err != nil {
+				return err
+			}
+			return isoErr(iso.Remove(a[0], o))
 		},
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", `write the result here instead of over the input ("-": standard output)`)
@@ -131,7 +140,11 @@ func newISOKargsCmd() *cobra.Command {
   kiln iso kargs modify --reset -o pristine.iso live.iso`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			_, err := iso.ModifyKargs(a[0], edit, iso.Options{Output: out, Stdout: cmd.OutOrStdout()})
+			o, err := output(cmd, out)
+			if err != nil {
+				return err
+			}
+			_, err = iso.ModifyKargs(a[0], edit, o)
 			return isoErr(err)
 		},
 	}
@@ -148,7 +161,11 @@ func newISOKargsCmd() *cobra.Command {
 		Example: `  kiln iso kargs reset live.iso`,
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			_, err := iso.ModifyKargs(a[0], iso.KargsEdit{Reset: true}, iso.Options{Output: resetOut, Stdout: cmd.OutOrStdout()})
+			o, err := output(cmd, resetOut)
+			if err != nil {
+				return err
+			}
+			_, err = iso.ModifyKargs(a[0], iso.KargsEdit{Reset: true}, o)
 			return isoErr(err)
 		},
 	}
@@ -156,6 +173,17 @@ func newISOKargsCmd() *cobra.Command {
 
 	cmd.AddCommand(show, modify, reset)
 	return cmd
+}
+
+// output checks -o: an image is not written to a terminal.
+func output(cmd *cobra.Command, out string) (iso.Options, error) {
+	o := iso.Options{Output: out, Stdout: cmd.OutOrStdout()}
+	if f, ok := o.Stdout.(*os.File); ok && out == "-" {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			return o, userErr(errors.New("refusing to write an iso image to a terminal"))
+		}
+	}
+	return o, nil
 }
 
 // isoErr marks the errors caused by the user's input (the image, the config, the flags) as user

@@ -280,9 +280,10 @@ func (im *Image) WriteTo(w io.Writer) (int64, error) {
 
 // Save writes the image with the pending changes to out, or over the image itself when out is
 // empty. Either way it is atomic: a temporary file beside out receives a copy of the image and the
-// changes, is synced, then renamed over out; a failure leaves out as it was. The new file is 0600,
-// as it may hold secrets.
+// changes, is synced, then renamed over out; a failure leaves out as it was. A new file is 0600,
+// as it may hold secrets; an image changed in place keeps its mode.
 func (im *Image) Save(out string) (err error) {
+	inPlace := out == "" || out == im.path
 	if out == "" {
 		out = im.path
 	}
@@ -305,6 +306,15 @@ func (im *Image) Save(out string) (err error) {
 	}
 	for _, p := range im.patches() {
 		if _, err = tmp.WriteAt(p.data, p.offset); err != nil {
+			return err
+		}
+	}
+	if inPlace {
+		st, serr := im.f.Stat()
+		if serr != nil {
+			return serr
+		}
+		if err = tmp.Chmod(st.Mode().Perm()); err != nil {
 			return err
 		}
 	}

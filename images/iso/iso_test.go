@@ -140,9 +140,13 @@ func TestEmbedShowRemove(t *testing.T) {
 			if st, _ := os.Stat(out); st.Mode().Perm() != 0o600 {
 				t.Errorf("output mode %v, want 0600", st.Mode().Perm())
 			}
-			// Remove in place.
+			// Remove in place, keeping the file's mode.
+			os.Chmod(p, 0o640)
 			if err := Remove(p, Options{}); err != nil {
 				t.Fatal(err)
+			}
+			if st, _ := os.Stat(p); st.Mode().Perm() != 0o640 {
+				t.Errorf("in-place mode %v, want 0640 kept", st.Mode().Perm())
 			}
 			if !bytes.Equal(readFile(t, p), orig) {
 				t.Error("remove did not give back the original image")
