@@ -54,7 +54,9 @@ type NIC struct {
 	MAC string
 	// TFTP is a directory QEMU's built-in TFTP server serves.
 	TFTP string
-	// BootFile is the DHCP boot file name: a TFTP path, or an http:// URL (iPXE fetches it).
+	// BootFile is the DHCP boot file name: a path in TFTP, or an http:// URL that iPXE fetches
+	// (e.g. http://10.0.2.2:PORT/boot.ipxe from a test's server; iPXE expands ${net0/mac} in
+	// the script it gets).
 	BootFile string
 }
 
