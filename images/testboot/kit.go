@@ -7,6 +7,23 @@
 //
 // QEMU runs with TCG (KVM is not relied upon) and user-mode networking only: the guest reaches the
 // host's loopback at 10.0.2.2, and nothing else is set up.
+//
+// A test that checks what a machine is handed through fw_cfg:
+//
+//	kit := testboot.Require(t) // skips (fails under $CI) without the kit
+//	initrd := filepath.Join(t.TempDir(), "initramfs.img")
+//	if err := kit.WriteInitramfs(initrd, testboot.FwCfgInit("opt/com.coreos/config"), nil); err != nil {
+//		t.Fatal(err)
+//	}
+//	got, res := kit.Boot(t, testboot.Machine{
+//		Kernel: kit.Kernel.Vmlinuz, Initrd: initrd,
+//		FwCfg:  []testboot.FwCfg{{Name: "opt/com.coreos/config", File: "node1/config.ign"}},
+//	})
+//	// got holds the entry's bytes exactly; res.Elapsed and res.Serial tell the rest.
+//
+// For PXE, serve the kernel, an initramfs built with FetchInit and an iPXE script from a loopback
+// server and boot Machine{Boot: "n", NIC: &NIC{BootFile: "http://10.0.2.2:PORT/boot.ipxe"}}: the
+// guest prints what ignition.config.url on its command line pointed at.
 package testboot
 
 import (
