@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 )
 
 // TestE2EBootKit boots the kit's ready init scripts with Debian's kernel under QEMU (TCG) and
@@ -84,6 +86,29 @@ func TestE2EBootKit(t *testing.T) {
 			t.Errorf("guest printed %q, want %q", got, config)
 		}
 	})
+}
+
+// TestE2EBootTimeout proves the hard timeout: a guest that never powers off is killed.
+func TestE2EBootTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots QEMU")
+	}
+	kit := Require(t)
+	initrd := filepath.Join(t.TempDir(), "initramfs.img")
+	if err := kit.WriteInitramfs(initrd, Init{Script: "echo hanging\nwhile :; do sleep 1; done\n"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res, err := kit.Run(t.Context(), Machine{Kernel: kit.Kernel.Vmlinuz, Initrd: initrd, Timeout: 15 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("error %v, want a timeout", err)
+	}
+	if d := time.Since(start); d > 25*time.Second {
+		t.Errorf("Run returned after %v with a 15s timeout", d)
+	}
+	if !strings.Contains(res.Serial, "hanging") {
+		t.Errorf("serial output lost:\n%s", res.Serial)
+	}
 }
 
 // serve serves h on a free loopback port until the test ends and returns the URL the guest
