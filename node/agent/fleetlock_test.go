@@ -33,6 +33,7 @@ func TestIntegrationFleetLockServer(t *testing.T) {
 	n := newNode(t, c, "fcos-1", "--strategy", "fleetlock", "--fleetlock-listen", fl, "--metrics-listen", met, "--max-concurrent", "1")
 	n.start(t)
 	t.Cleanup(n.stop)
+	t.Cleanup(http.DefaultClient.CloseIdleConnections)
 
 	post := func(path, id string) (int, string) {
 		t.Helper()

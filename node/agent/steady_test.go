@@ -19,8 +19,11 @@ import (
 // scrape sums, over etcd's members, the samples of each metric whose line contains every filter.
 func scrape(t *testing.T, urls []string, metrics map[string][]string) (perMember []map[string]float64) {
 	t.Helper()
+	// A fresh connection each time: a pooled one may point at an earlier test's server that had
+	// the same port.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
 	for _, u := range urls {
-		resp, err := http.Get(u)
+		resp, err := client.Get(u)
 		if err != nil {
 			t.Fatalf("scrape %s: %v", u, err)
 		}

@@ -123,14 +123,33 @@ func moduleRoot() string {
 }
 
 // Start starts a cluster of three members (see Members) and waits until every member is
-// healthy. The cluster is stopped, and its data removed, when the test ends.
+// healthy. The cluster is stopped, and its data removed, when the test ends. Ports are picked
+// free just before etcd binds them; when another process takes one meanwhile, Start tries again
+// with new ports.
 func Start(t testing.TB, opts ...Option) *Cluster {
 	t.Helper()
 	o := options{members: DefaultMembers, heartbeat: 100 * time.Millisecond, election: time.Second}
 	for _, f := range opts {
 		f(&o)
 	}
-	c := &Cluster{t: t, bin: Binary(t), dir: t.TempDir(), token: fmt.Sprintf("kiln-test-%d", time.Now().UnixNano())}
+	bin := Binary(t)
+	for attempt := 1; ; attempt++ {
+		c, err := start(t, bin, o)
+		if err == nil {
+			return c
+		}
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			t.Fatalf("etcdtest: %v", err)
+		}
+		t.Logf("etcdtest: %v; again with other ports", err)
+	}
+}
+
+var errPortTaken = errors.New("a port was taken by another process")
+
+func start(t testing.TB, bin string, o options) (*Cluster, error) {
+	t.Helper()
+	c := &Cluster{t: t, bin: bin, dir: t.TempDir(), token: fmt.Sprintf("kiln-test-%d", time.Now().UnixNano())}
 	c.pkiDir = filepath.Join(c.dir, "pki")
 
 	var nodes []pki.Node
@@ -150,18 +169,26 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 	}
 	b, err := pki.Ensure(c.pkiDir, "etcdtest", nodes, time.Now())
 	if err != nil {
-		t.Fatalf("etcdtest: pki: %v", err)
+		return nil, fmt.Errorf("pki: %w", err)
 	}
 	if err := b.Write(c.pkiDir); err != nil {
-		t.Fatalf("etcdtest: pki: %v", err)
+		return nil, fmt.Errorf("pki: %w", err)
 	}
-	t.Cleanup(c.stop)
 	for _, m := range c.members {
 		m.cmd = c.command(m, strings.Join(initial, ","), o)
 		c.launch(m)
 	}
-	c.WaitHealthy()
-	return c
+	if err := c.waitHealthy(); err != nil {
+		c.stop()
+		for _, m := range c.members {
+			if strings.Contains(tail(m.logPath, 50), "address already in use") {
+				return nil, fmt.Errorf("%s: %w", m.name, errPortTaken)
+			}
+		}
+		return nil, err
+	}
+	t.Cleanup(c.stop)
+	return c, nil
 }
 
 // freeAddr returns 127.0.0.1:PORT with a port that was free a moment ago.
@@ -391,15 +418,24 @@ func (c *Cluster) Client(t testing.TB) *clientv3.Client {
 // WaitHealthy waits (up to 30 s) until every running member answers a linearizable read.
 func (c *Cluster) WaitHealthy() {
 	c.t.Helper()
+	if err := c.waitHealthy(); err != nil {
+		c.t.Fatalf("etcdtest: %v", err)
+	}
+}
+
+func (c *Cluster) waitHealthy() error {
 	deadline := time.Now().Add(30 * time.Second)
-	tlsCfg := c.TLSConfig()
+	tlsCfg, err := c.ClientTLS().Config()
+	if err != nil {
+		return err
+	}
 	for i, m := range c.members {
 		if !c.Running(i) {
 			continue
 		}
 		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.clientURL}, TLS: tlsCfg, DialTimeout: time.Second, Logger: zap.NewNop()})
 		if err != nil {
-			c.t.Fatalf("etcdtest: client of %s: %v", m.name, err)
+			return fmt.Errorf("client of %s: %w", m.name, err)
 		}
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -410,16 +446,17 @@ func (c *Cluster) WaitHealthy() {
 			}
 			if !c.Running(i) {
 				cli.Close()
-				c.t.Fatalf("etcdtest: member %s exited while starting:\n%s", m.name, tail(m.logPath, 30))
+				return fmt.Errorf("member %s exited while starting:\n%s", m.name, tail(m.logPath, 30))
 			}
 			if time.Now().After(deadline) {
 				cli.Close()
-				c.t.Fatalf("etcdtest: member %s not healthy after 30s: %v\n%s", m.name, err, tail(m.logPath, 30))
+				return fmt.Errorf("member %s not healthy after 30s: %v\n%s", m.name, err, tail(m.logPath, 30))
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 		cli.Close()
 	}
+	return nil
 }
 
 // stop kills every member; when the test failed it logs the end of each member's log.
