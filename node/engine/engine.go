@@ -1,0 +1,347 @@
+// Package engine is kiln's scheduler engine: one per cluster at a time, chosen by etcd leader
+// election among every kiln-node. The leader reads the cluster from etcd (submitted units,
+// their files, the machine registry, the current placements and what the agents report),
+// computes the placements with schedule.Place and writes the difference as compare-and-swap
+// transactions, many operations per transaction and several transactions in flight. It keeps
+// nothing on disk: a new leader, or the same one after a restart, reads everything again.
+//
+// The rules that keep a unit from running twice:
+//   - every write is fenced by the leader's election key (a deposed leader's writes fail) and
+//     compares the key's mod revision, or its absence;
+//   - a machine's units are placed elsewhere only once its registry entry is gone, that is once
+//     its lease expired (its agent stopped them before, when it could not renew the lease);
+//   - a unit that an agent still reports active somewhere is not placed on another machine
+//     until that report goes away (a move between live machines waits for the stop);
+//   - every placement carries the machine's lease (keys.Assignment.Lease): an agent runs it only
+//     under that lease.
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kiln-cluster/kiln/node/keys"
+)
+
+// Defaults of the engine.
+const (
+	// DefaultSessionTTL is the election session's lease: a leader that dies is replaced
+	// within this long.
+	DefaultSessionTTL = 3 * time.Second
+	// DefaultInterval is how often the leader reconciles without being woken by a change.
+	DefaultInterval = 30 * time.Second
+	// DefaultSettle is how long the leader waits for more changes after one arrives, so that
+	// a burst is planned once.
+	DefaultSettle = 20 * time.Millisecond
+	// DefaultBatch is the number of keys written per transaction (etcd allows 128 operations
+	// per transaction by default; one compare goes to the leader's fence).
+	DefaultBatch = 127
+	// DefaultInFlight is the number of transactions in flight at once.
+	DefaultInFlight = 16
+)
+
+// Clock gives timers; tests inject their own.
+type Clock interface {
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Config are the engine's settings.
+type Config struct {
+	Client *clientv3.Client
+	// ID is this candidate's name in the election (its machine ID).
+	ID         string
+	SessionTTL time.Duration
+	Interval   time.Duration
+	Settle     time.Duration
+	Batch      int
+	InFlight   int
+	Clock      Clock
+	Log        *slog.Logger
+	// OnLead is called (if set) with true when this engine becomes the leader and false when
+	// it stops being the leader.
+	OnLead func(leading bool)
+}
+
+// Engine runs the election and, while it leads, the reconcile loop.
+type Engine struct {
+	c   Config
+	log *slog.Logger
+}
+
+// New returns an engine with c's settings, defaults filled in.
+func New(c Config) *Engine {
+	if c.SessionTTL <= 0 {
+		c.SessionTTL = DefaultSessionTTL
+	}
+	if c.Interval <= 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.Settle <= 0 {
+		c.Settle = DefaultSettle
+	}
+	if c.Batch <= 0 || c.Batch > DefaultBatch {
+		c.Batch = DefaultBatch
+	}
+	if c.InFlight <= 0 {
+		c.InFlight = DefaultInFlight
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	return &Engine{c: c, log: c.Log.With("component", "engine")}
+}
+
+// errResync asks the loop to read the cluster again (a compare failed or a watch broke).
+var errResync = errors.New("resync")
+
+// errDeposed means another engine leads now.
+var errDeposed = errors.New("no longer the leader")
+
+// Run campaigns and leads until ctx ends, campaigning again whenever the session is lost; it
+// returns nil when ctx ends.
+func (e *Engine) Run(ctx context.Context) error {
+	backoff := 250 * time.Millisecond
+	for ctx.Err() == nil {
+		err := e.term(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		e.log.Warn("engine term ended", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-e.c.Clock.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+	return nil
+}
+
+// term is one session: campaign, then lead until the session or leadership is lost.
+func (e *Engine) term(ctx context.Context) error {
+	ttl := int(e.c.SessionTTL.Round(time.Second) / time.Second)
+	sess, err := concurrency.NewSession(e.c.Client, concurrency.WithTTL(max(ttl, 1)), concurrency.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("session: %w", err)
+	}
+	defer sess.Close() // revokes the lease: the next candidate takes over at once
+	el := concurrency.NewElection(sess, keys.Election)
+	cctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-sess.Done():
+		case <-cctx.Done():
+		}
+		cancel()
+	}()
+	defer cancel()
+	if err := el.Campaign(cctx, e.c.ID); err != nil {
+		return fmt.Errorf("campaign: %w", err)
+	}
+	e.log.Info("engine leading", "key", el.Key(), "rev", el.Rev())
+	if e.c.OnLead != nil {
+		e.c.OnLead(true)
+		defer e.c.OnLead(false)
+	}
+	fence := clientv3.Compare(clientv3.CreateRevision(el.Key()), "=", el.Rev())
+	err = e.lead(cctx, fence, el.Key())
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	_ = el.Resign(rctx)
+	rcancel()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// lead reconciles until ctx ends or leadership is lost.
+func (e *Engine) lead(ctx context.Context, fence clientv3.Cmp, leaderKey string) error {
+	for ctx.Err() == nil {
+		err := e.leadOnce(ctx, fence, leaderKey)
+		if errors.Is(err, errResync) {
+			continue
+		}
+		return err
+	}
+	return nil
+}
+
+// leadOnce reads the cluster, then reconciles on changes and ticks until something asks for a
+// full read again.
+func (e *Engine) leadOnce(ctx context.Context, fence clientv3.Cmp, leaderKey string) error {
+	st, err := load(ctx, e.c.Client)
+	if err != nil {
+		return fmt.Errorf("read cluster: %w", err)
+	}
+	if !st.election[leaderKey] {
+		return errDeposed
+	}
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	events := e.c.Client.Watch(wctx, keys.Prefix, clientv3.WithPrefix(), clientv3.WithRev(st.rev+1))
+	for {
+		if err := e.reconcile(ctx, st, fence); err != nil {
+			return err
+		}
+		// wait for a change or the tick
+		var tick <-chan time.Time = e.c.Clock.After(e.c.Interval)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick:
+			continue
+		case resp, ok := <-events:
+			if err := st.applyWatch(resp, ok, leaderKey); err != nil {
+				return err
+			}
+		}
+		// settle: take every change that follows closely
+		for settled := false; !settled; {
+			select {
+			case <-ctx.Done():
+				return nil
+			case resp, ok := <-events:
+				if err := st.applyWatch(resp, ok, leaderKey); err != nil {
+					return err
+				}
+			case <-e.c.Clock.After(e.c.Settle):
+				settled = true
+			}
+		}
+	}
+}
+
+// reconcile plans and applies; it returns errResync when a write's compare failed.
+func (e *Engine) reconcile(ctx context.Context, st *state, fence clientv3.Cmp) error {
+	start := time.Now()
+	first, second, sum := st.plan()
+	if len(first)+len(second) == 0 {
+		return nil
+	}
+	n := 0
+	var err error
+	for _, ops := range [][]op{first, second} {
+		var results []written
+		results, err = e.apply(ctx, ops, fence)
+		for _, r := range results {
+			st.applyWritten(r)
+		}
+		n += len(results)
+		if err != nil {
+			break
+		}
+	}
+	e.log.Info("engine applied", "schedule", sum.schedule, "unschedule", sum.unschedule, "update", sum.update,
+		"unplaced", sum.unplaced, "written", n, "took", time.Since(start).Round(time.Millisecond), "err", err)
+	return err
+}
+
+// written is one operation that etcd accepted, at revision rev.
+type written struct {
+	op  op
+	rev int64
+}
+
+// apply writes ops in transactions of Batch operations, InFlight at a time. It returns what was
+// written and errResync if a compare failed (errDeposed if the fence did).
+func (e *Engine) apply(ctx context.Context, ops []op, fence clientv3.Cmp) ([]written, error) {
+	type chunk struct {
+		ops  []op
+		rev  int64
+		fail bool
+	}
+	var chunks []*chunk
+	for i := 0; i < len(ops); i += e.c.Batch {
+		chunks = append(chunks, &chunk{ops: ops[i:min(i+e.c.Batch, len(ops))]})
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.c.InFlight)
+	for _, c := range chunks {
+		g.Go(func() error {
+			cmps := make([]clientv3.Cmp, 0, len(c.ops)+1)
+			puts := make([]clientv3.Op, 0, len(c.ops))
+			cmps = append(cmps, fence)
+			for _, o := range c.ops {
+				if o.rev == 0 {
+					cmps = append(cmps, clientv3.Compare(clientv3.Version(o.key), "=", 0))
+				} else {
+					cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(o.key), "=", o.rev))
+				}
+				if o.del {
+					puts = append(puts, clientv3.OpDelete(o.key))
+				} else {
+					puts = append(puts, clientv3.OpPut(o.key, o.val))
+				}
+			}
+			resp, err := e.c.Client.Txn(gctx).If(cmps...).Then(puts...).Commit()
+			if err != nil {
+				return err
+			}
+			if !resp.Succeeded {
+				c.fail = true
+				return nil
+			}
+			c.rev = resp.Header.Revision
+			return nil
+		})
+	}
+	err := g.Wait()
+	var out []written
+	failed := false
+	for _, c := range chunks {
+		if c.fail {
+			failed = true
+		}
+		if c.rev == 0 {
+			continue
+		}
+		for _, o := range c.ops {
+			out = append(out, written{op: o, rev: c.rev})
+		}
+	}
+	if err != nil {
+		return out, err
+	}
+	if failed {
+		return out, errResync
+	}
+	return out, nil
+}
+
+// Leader returns the ID of the engine that leads now, "" when none does.
+func Leader(ctx context.Context, kv clientv3.KV) (string, error) {
+	resp, err := kv.Get(ctx, keys.Election+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(1))
+	if err != nil {
+		return "", err
+	}
+	if len(resp.Kvs) == 0 {
+		return "", nil
+	}
+	return string(resp.Kvs[0].Value), nil
+}
+
+func decode[T any](raw []byte) (T, error) {
+	var v T
+	err := json.Unmarshal(raw, &v)
+	return v, err
+}
+
+func encode(v any) (string, error) {
+	raw, err := json.Marshal(v)
+	return string(raw), err
+}

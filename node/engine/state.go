@@ -1,0 +1,359 @@
+package engine
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"strings"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/kiln-cluster/kiln/node/keys"
+	"github.com/kiln-cluster/kiln/node/registry"
+	"github.com/kiln-cluster/kiln/node/schedule"
+	"github.com/kiln-cluster/kiln/node/unit"
+)
+
+// state is the leader's view of the cluster: read once, then kept up to date from the watch
+// and from its own writes.
+type state struct {
+	rev        int64
+	units      map[string]*unitEntry
+	files      map[string][]byte // by hash
+	machines   map[string]machineEntry
+	placements map[string]map[string]kvEntry // machine → unit
+	reports    map[string]map[string]string  // unit → machine → ActiveState
+	unplaced   map[string]kvEntry            // unit
+	election   map[string]bool               // the election's keys
+}
+
+type unitEntry struct {
+	rec    keys.Submitted
+	parsed bool
+	fleet  unit.Fleet
+	// problem is why the unit cannot be planned (its file is missing or invalid).
+	problem string
+}
+
+type kvEntry struct {
+	val string
+	rev int64
+}
+
+type machineEntry struct {
+	meta  map[string]string
+	lease int64
+}
+
+func newState() *state {
+	return &state{
+		units: map[string]*unitEntry{}, files: map[string][]byte{}, machines: map[string]machineEntry{},
+		placements: map[string]map[string]kvEntry{}, reports: map[string]map[string]string{},
+		unplaced: map[string]kvEntry{}, election: map[string]bool{},
+	}
+}
+
+// load reads every key under /kiln/ at one revision.
+func load(ctx context.Context, kv clientv3.KV) (*state, error) {
+	st := newState()
+	resp, err := kv.Get(ctx, keys.Prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	st.rev = resp.Header.Revision
+	for _, kvp := range resp.Kvs {
+		st.put(string(kvp.Key), kvp.Value, kvp.ModRevision, kvp.Lease)
+	}
+	return st, nil
+}
+
+// applyWatch takes one watch response; it asks for a resync when the watch broke and reports
+// errDeposed when the leader's key is gone.
+func (st *state) applyWatch(resp clientv3.WatchResponse, ok bool, leaderKey string) error {
+	if !ok || resp.Err() != nil || resp.Canceled {
+		return errResync
+	}
+	for _, ev := range resp.Events {
+		k := string(ev.Kv.Key)
+		switch ev.Type {
+		case mvccpb.PUT:
+			st.put(k, ev.Kv.Value, ev.Kv.ModRevision, ev.Kv.Lease)
+		case mvccpb.DELETE:
+			st.del(k, ev.Kv.ModRevision)
+		}
+	}
+	if resp.Header.Revision > st.rev {
+		st.rev = resp.Header.Revision
+	}
+	if !st.election[leaderKey] {
+		return errDeposed
+	}
+	return nil
+}
+
+// applyWritten takes one of the leader's own writes.
+func (st *state) applyWritten(w written) {
+	if w.op.del {
+		st.del(w.op.key, w.rev)
+	} else {
+		st.put(w.op.key, []byte(w.op.val), w.rev, 0)
+	}
+}
+
+// split cuts "<a>/<b>" after prefix.
+func split(key, prefix string) (string, string, bool) {
+	rest, ok := strings.CutPrefix(key, prefix)
+	if !ok {
+		return "", "", false
+	}
+	a, b, ok := strings.Cut(rest, "/")
+	return a, b, ok && a != "" && b != ""
+}
+
+func (st *state) put(key string, val []byte, rev, lease int64) {
+	switch {
+	case strings.HasPrefix(key, keys.Units):
+		name := strings.TrimPrefix(key, keys.Units)
+		rec, err := decode[keys.Submitted](val)
+		if err != nil || rec.Name != name {
+			rec = keys.Submitted{Name: name}
+		}
+		if cur, ok := st.units[name]; ok && cur.rec == rec {
+			return
+		}
+		st.units[name] = &unitEntry{rec: rec}
+	case strings.HasPrefix(key, keys.UnitFiles):
+		h := strings.TrimPrefix(key, keys.UnitFiles)
+		if _, ok := st.files[h]; !ok {
+			st.files[h] = val
+			for _, u := range st.units {
+				if u.parsed && u.problem != "" && u.rec.Hash.String() == h {
+					u.parsed = false
+				}
+			}
+		}
+	case strings.HasPrefix(key, keys.Machines):
+		id := strings.TrimPrefix(key, keys.Machines)
+		m, err := decode[registry.Machine](val)
+		if err != nil {
+			m = registry.Machine{}
+		}
+		st.machines[id] = machineEntry{meta: m.Metadata, lease: lease}
+	case strings.HasPrefix(key, keys.Schedule):
+		m, u, ok := split(key, keys.Schedule)
+		if !ok {
+			return
+		}
+		on := st.placements[m]
+		if on == nil {
+			on = map[string]kvEntry{}
+			st.placements[m] = on
+		}
+		if cur, ok := on[u]; ok && cur.rev > rev {
+			return // an older event than our own write
+		}
+		on[u] = kvEntry{val: string(val), rev: rev}
+	case strings.HasPrefix(key, keys.States):
+		m, u, ok := split(key, keys.States)
+		if !ok {
+			return
+		}
+		r, err := decode[keys.UnitReport](val)
+		if err != nil {
+			r.ActiveState = "unknown"
+		}
+		if st.reports[u] == nil {
+			st.reports[u] = map[string]string{}
+		}
+		st.reports[u][m] = r.ActiveState
+	case strings.HasPrefix(key, keys.Unplaced):
+		u := strings.TrimPrefix(key, keys.Unplaced)
+		if cur, ok := st.unplaced[u]; ok && cur.rev > rev {
+			return
+		}
+		st.unplaced[u] = kvEntry{val: string(val), rev: rev}
+	case strings.HasPrefix(key, keys.Election+"/"):
+		st.election[key] = true
+	}
+}
+
+func (st *state) del(key string, rev int64) {
+	switch {
+	case strings.HasPrefix(key, keys.Units):
+		delete(st.units, strings.TrimPrefix(key, keys.Units))
+	case strings.HasPrefix(key, keys.UnitFiles):
+		delete(st.files, strings.TrimPrefix(key, keys.UnitFiles))
+	case strings.HasPrefix(key, keys.Machines):
+		delete(st.machines, strings.TrimPrefix(key, keys.Machines))
+	case strings.HasPrefix(key, keys.Schedule):
+		m, u, ok := split(key, keys.Schedule)
+		if !ok {
+			return
+		}
+		if cur, ok := st.placements[m][u]; ok && cur.rev <= rev {
+			delete(st.placements[m], u)
+			if len(st.placements[m]) == 0 {
+				delete(st.placements, m)
+			}
+		}
+	case strings.HasPrefix(key, keys.States):
+		m, u, ok := split(key, keys.States)
+		if !ok {
+			return
+		}
+		delete(st.reports[u], m)
+		if len(st.reports[u]) == 0 {
+			delete(st.reports, u)
+		}
+	case strings.HasPrefix(key, keys.Unplaced):
+		u := strings.TrimPrefix(key, keys.Unplaced)
+		if cur, ok := st.unplaced[u]; ok && cur.rev <= rev {
+			delete(st.unplaced, u)
+		}
+	case strings.HasPrefix(key, keys.Election+"/"):
+		delete(st.election, key)
+	}
+}
+
+// op is one write: a put (or delete) of key, compared on its mod revision (0: absent).
+type op struct {
+	key string
+	val string
+	rev int64
+	del bool
+}
+
+type summary struct{ schedule, unschedule, update, unplaced int }
+
+// running are the ActiveStates of a unit that may be running.
+func running(active string) bool {
+	switch active {
+	case "inactive", "failed", "":
+		return false
+	}
+	return true
+}
+
+// parse reads the unit's [X-Fleet] from its file, once.
+func (st *state) parse(u *unitEntry) {
+	if u.parsed {
+		return
+	}
+	u.parsed = true
+	u.problem = ""
+	text, ok := st.files[u.rec.Hash.String()]
+	if !ok {
+		u.problem = "unit file " + u.rec.Hash.Short() + " is missing"
+		return
+	}
+	parsed, err := unit.Parse(u.rec.Name, text)
+	if err != nil {
+		u.problem = "unit file: " + err.Error()
+		return
+	}
+	u.fleet = parsed.Fleet
+}
+
+// plan computes the writes that lead from the current placements to schedule.Place's, in two
+// phases: first every unschedule (and unplaced-reason cleanup), then the rest; each phase
+// sorted by key.
+func (st *state) plan() ([]op, []op, summary) {
+	var sum summary
+	machines := make([]schedule.Machine, 0, len(st.machines))
+	for id, m := range st.machines {
+		machines = append(machines, schedule.Machine{ID: id, Metadata: m.meta})
+	}
+	sort.Slice(machines, func(i, j int) bool { return machines[i].ID < machines[j].ID })
+	current := map[string][]string{}
+	for m, on := range st.placements {
+		for u := range on {
+			current[u] = append(current[u], m)
+		}
+	}
+	units := make([]schedule.Unit, 0, len(st.units))
+	reasons := map[string]string{}
+	for name, u := range st.units {
+		if !u.rec.DesiredState.Scheduled() {
+			continue
+		}
+		st.parse(u)
+		if u.problem != "" {
+			reasons[name] = u.problem
+			continue
+		}
+		ms := current[name]
+		slices.Sort(ms)
+		units = append(units, schedule.Unit{Name: name, State: u.rec.DesiredState, Fleet: u.fleet, Machines: ms})
+	}
+	sort.Slice(units, func(i, j int) bool { return units[i].Name < units[j].Name })
+	p := schedule.Place(machines, units)
+	for _, un := range p.Unplaced {
+		reasons[un.Unit] = un.Reason
+	}
+
+	desired := map[string]map[string]string{}
+	for _, pl := range p.Placements {
+		u := st.units[pl.Unit]
+		if !u.fleet.Global && !slices.Contains(current[pl.Unit], pl.Machine) && st.runsElsewhere(pl.Unit, pl.Machine) {
+			continue // wait until the other machine stopped it
+		}
+		a := keys.Assignment{Unit: pl.Unit, Hash: u.rec.Hash, State: u.rec.DesiredState, Lease: st.machines[pl.Machine].lease}
+		raw, _ := encode(a)
+		if desired[pl.Machine] == nil {
+			desired[pl.Machine] = map[string]string{}
+		}
+		desired[pl.Machine][pl.Unit] = raw
+	}
+	var first, second []op
+	for m, on := range st.placements {
+		for u, cur := range on {
+			want, ok := desired[m][u]
+			switch {
+			case !ok:
+				first = append(first, op{key: keys.Placement(m, u), rev: cur.rev, del: true})
+				sum.unschedule++
+			case want != cur.val:
+				second = append(second, op{key: keys.Placement(m, u), val: want, rev: cur.rev})
+				sum.update++
+			}
+		}
+	}
+	for m, on := range desired {
+		for u, val := range on {
+			if _, ok := st.placements[m][u]; !ok {
+				second = append(second, op{key: keys.Placement(m, u), val: val})
+				sum.schedule++
+			}
+		}
+	}
+	for u, cur := range st.unplaced {
+		if _, ok := reasons[u]; !ok {
+			first = append(first, op{key: keys.UnplacedUnit(u), rev: cur.rev, del: true})
+		}
+	}
+	for u, reason := range reasons {
+		raw, _ := encode(keys.UnplacedReason{Unit: u, Reason: reason})
+		cur, ok := st.unplaced[u]
+		if ok && cur.val == raw {
+			continue
+		}
+		second = append(second, op{key: keys.UnplacedUnit(u), val: raw, rev: cur.rev})
+		sum.unplaced++
+	}
+	byKey := func(a, b op) int { return strings.Compare(a.key, b.key) }
+	slices.SortFunc(first, byKey)
+	slices.SortFunc(second, byKey)
+	return first, second, sum
+}
+
+// runsElsewhere tells whether an agent other than machine's reports the unit as possibly
+// running.
+func (st *state) runsElsewhere(u, machine string) bool {
+	for m, active := range st.reports[u] {
+		if m != machine && running(active) {
+			return true
+		}
+	}
+	return false
+}
