@@ -102,6 +102,15 @@ bench: build
 	@awk '/^BenchmarkRender1000/ {r=$$3} /^BenchmarkTranslateEach1000/ {t=$$3} \
 	  END {printf "render of 1,000 nodes: %.0f ms; Butane one by one: %.0f ms; ratio 1/%.1f (goal: below 1/5)\n", r/1e6, t/1e6, t/r}' $(BENCH_OUT)
 	$(GO) test -run '^$$' -bench 'Plan' -benchmem -count=1 ./node/schedule | tee -a $(BENCH_OUT)
+	@# kiln pxe serve against matchbox v0.11.0 (built by the benchmark from the Go module): one node's
+	@# Ignition under 32 connections on loopback, both in the same run.
+	$(GO) test -run '^$$' -bench 'PXEIgnition|MatchboxIgnition' -benchtime 1x -count=1 -timeout 15m ./bootstrap/pxe | tee $(BIN)/bench-pxe.txt
+	@cat $(BIN)/bench-pxe.txt >> $(BENCH_OUT)
+	@awk '/^BenchmarkPXEIgnition/ { for (i = 3; i < NF; i++) { if ($$(i+1) == "req/s") k = $$i; if ($$(i+1) == "p99-ms") p = $$i } } \
+	  /^BenchmarkMatchboxIgnition/ { for (i = 3; i < NF; i++) if ($$(i+1) == "req/s") m = $$i } \
+	  END { printf "pxe: kiln serves a node config at %.0f requests/s, p99 %.2f ms (goal: p99 under 10 ms)\n", k, p; \
+	    if (m > 0) printf "pxe: matchbox v0.11.0 serves it at %.0f requests/s; kiln/matchbox = %.0fx (goal: at least 20x)\n", m, k / m; \
+	    else print "pxe: matchbox not measured (the benchmark log above says why)" }' $(BIN)/bench-pxe.txt
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./bootstrap/spec
