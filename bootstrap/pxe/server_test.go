@@ -381,3 +381,34 @@ func TestNewRefuses(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckAssets(t *testing.T) {
+	for _, tc := range []struct {
+		name, os, kilnNode string // kilnNode: content of DIR/kiln-node, "-" for none
+		want, not             []string
+	}{
+		{"all there", "flatcar", "", nil, []string{"level=WARN"}},
+		{"kiln-node missing", "flatcar", "-", []string{`msg="binary missing from the assets`, "binary=kilnNode"}, nil},
+		{"kiln-node differs from its hash", "flatcar", "other bytes", []string{`msg="binary in the assets differs`, "expected=" + emptySHA512}, nil},
+		{"boot files of another OS", "fcos", "", []string{`msg="boot file missing from the assets`, "path=fcos/stable/fedora-coreos-live-kernel-x86_64",
+			"path=fcos/stable/fedora-coreos-live-rootfs.x86_64.img"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, strings.Replace(specText(tc.os, "stable", testNodes), "http://10.0.2.2/assets/kiln-node", "http://10.0.2.2:8080/assets/kiln-node", 1))
+			if tc.kilnNode != "-" {
+				writeFile(t, filepath.Join(f.assets, "kiln-node"), tc.kilnNode)
+			}
+			_, lb := newTestServer(t, f, nil)
+			for _, w := range tc.want {
+				if !strings.Contains(lb.String(), w) {
+					t.Errorf("log lacks %q:\n%s", w, lb.String())
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(lb.String(), n) {
+					t.Errorf("log holds %q:\n%s", n, lb.String())
+				}
+			}
+		})
+	}
+}
