@@ -385,7 +385,7 @@ func TestNewRefuses(t *testing.T) {
 func TestCheckAssets(t *testing.T) {
 	for _, tc := range []struct {
 		name, os, kilnNode string // kilnNode: content of DIR/kiln-node, "-" for none
-		want, not             []string
+		want, not          []string
 	}{
 		{"all there", "flatcar", "", nil, []string{"level=WARN"}},
 		{"kiln-node missing", "flatcar", "-", []string{`msg="binary missing from the assets`, "binary=kilnNode"}, nil},
