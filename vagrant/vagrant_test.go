@@ -188,6 +188,24 @@ func vagrantEnv(t *testing.T) []string {
 	)
 }
 
+// vboxEnv is env with the VirtualBox provider chosen and a stand-in VBoxManage first in PATH
+// that answers --version only (VirtualBox 7.0, which Vagrant 2.3 supports).
+func vboxEnv(t *testing.T, env []string) []string {
+	t.Helper()
+	dir := t.TempDir()
+	script := "#!/bin/sh\n[ \"$1\" = --version ] && { echo 7.0.14r161095; exit 0; }\necho \"no VirtualBox here: VBoxManage $*\" >&2\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(dir, "VBoxManage"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := []string{"VAGRANT_DEFAULT_PROVIDER=virtualbox", "PATH=" + dir + string(os.PathListSeparator) + os.Getenv("PATH")}
+	for _, e := range env {
+		if !strings.HasPrefix(e, "VAGRANT_DEFAULT_PROVIDER=") && !strings.HasPrefix(e, "PATH=") {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // machine is what machines.rb reports of one machine, from Vagrant's own loader.
 type machine struct {
 	Libvirt struct {
@@ -263,6 +281,16 @@ func TestIntegrationVagrantValidate(t *testing.T) {
 			if out, err := cmd.CombinedOutput(); err != nil || !bytes.Contains(out, []byte("validated successfully")) {
 				t.Fatalf("vagrant validate: %v\n%s", err, out)
 			}
+			// The VirtualBox provider's settings: Vagrant validates them only when VirtualBox is
+			// usable, which it decides from `VBoxManage --version`. There is no VirtualBox here,
+			// so a stand-in answers that one question (and fails anything else); the validation
+			// itself is Vagrant's.
+			cmd = exec.Command(bin, "validate")
+			cmd.Dir, cmd.Env = dir, vboxEnv(t, env)
+			if out, err := cmd.CombinedOutput(); err != nil || !bytes.Contains(out, []byte("validated successfully")) {
+				t.Fatalf("vagrant validate (virtualbox): %v\n%s", err, out)
+			}
+
 			// A broken libvirt setting is caught, so the check above covered the provider's config.
 			broken := filepath.Join(t.TempDir(), "broken")
 			if err := os.CopyFS(broken, os.DirFS(dir)); err != nil {
@@ -278,6 +306,15 @@ func TestIntegrationVagrantValidate(t *testing.T) {
 			cmd.Dir, cmd.Env = broken, env
 			if out, err := cmd.CombinedOutput(); err == nil || !bytes.Contains(out, []byte("no_such_setting")) {
 				t.Fatalf("vagrant validate passed a broken libvirt setting: %v\n%s", err, out)
+			}
+			b = bytes.Replace(b, []byte("vb.cpus = KILN_CPUS"), []byte("vb.cpus = KILN_CPUS\n        vb.no_such_vbox_setting = 1"), 1)
+			if err := os.WriteFile(vf, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd = exec.Command(bin, "validate")
+			cmd.Dir, cmd.Env = broken, vboxEnv(t, env)
+			if out, err := cmd.CombinedOutput(); err == nil || !bytes.Contains(out, []byte("no_such_vbox_setting")) {
+				t.Fatalf("vagrant validate passed a broken VirtualBox setting: %v\n%s", err, out)
 			}
 
 			ms := machines(t, dir, true)
