@@ -2,6 +2,7 @@ package pxe
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -85,6 +86,8 @@ type loadResult struct {
 	requests, failures int
 	elapsed            time.Duration
 	p50, p99           time.Duration
+	// cpu is the CPU time the server process used during the run (0: not measured).
+	cpu time.Duration
 }
 
 func (r loadResult) rate() float64 { return float64(r.requests) / r.elapsed.Seconds() }
@@ -217,8 +220,14 @@ func report(b *testing.B, who string, r loadResult) {
 	b.ReportMetric(float64(r.p50.Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(r.p99.Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(r.requests), "requests")
-	b.Logf("%s: %d requests in %v over %d connections: %.0f requests/s, p50 %v, p99 %v, %d failed",
-		who, r.requests, r.elapsed.Round(time.Millisecond), benchConns, r.rate(), r.p50, r.p99, r.failures)
+	cpu := "not measured"
+	if r.cpu > 0 && r.requests > 0 {
+		per := float64(r.cpu.Microseconds()) / float64(r.requests)
+		b.ReportMetric(per, "server-cpu-us/req")
+		cpu = fmt.Sprintf("%.0f µs", per)
+	}
+	b.Logf("%s: %d requests in %v over %d connections: %.0f requests/s, p50 %v, p99 %v, %d failed; server CPU per request %s",
+		who, r.requests, r.elapsed.Round(time.Millisecond), benchConns, r.rate(), r.p50, r.p99, r.failures, cpu)
 	if r.failures > 0 {
 		b.Errorf("%s: %d of %d requests failed", who, r.failures, r.requests)
 	}
@@ -244,7 +253,7 @@ func fetch(url string) ([]byte, error) {
 // startKiln serves the bench spec with `kiln pxe serve` as its own process ($KILN_BIN, which
 // `make bench` builds), or in this process when there is no such binary. It returns the
 // server's base URL.
-func startKiln(b *testing.B, f *fixture) string {
+func startKiln(b *testing.B, f *fixture) (base string, pid int) {
 	b.Helper()
 	logFile, err := os.Create(filepath.Join(b.TempDir(), "kiln.log"))
 	if err != nil {
@@ -269,7 +278,7 @@ func startKiln(b *testing.B, f *fixture) string {
 				b.Fatalf("kiln pxe serve did not say where it listens (%v): %q", err, line)
 			}
 			b.Logf("kiln: %s pxe serve (its own process), access log at info level to a file", bin)
-			return m[1]
+			return m[1], cmd.Process.Pid
 		}
 	}
 	cfg := f.config(slogTo(logFile))
@@ -286,14 +295,14 @@ func startKiln(b *testing.B, f *fixture) string {
 	go func() { defer close(done); s.Serve(ctx, ln, "", "", time.Second) }()
 	b.Cleanup(func() { cancel(); <-done; s.Close() })
 	b.Logf("kiln: the pxe server in the benchmark's process (no $KILN_BIN), access log at info level to a file")
-	return "http://" + ln.Addr().String()
+	return "http://" + ln.Addr().String(), 0
 }
 
 // BenchmarkPXEIgnition serves one node's Ignition config under load. Run it with
 // -benchtime 1x: it sets its own bounds.
 func BenchmarkPXEIgnition(b *testing.B) {
 	f := benchSpec(b)
-	base := startKiln(b, f)
+	base, pid := startKiln(b, f)
 	url := base + "/ignition?mac=" + benchMAC
 	got, err := fetch(url)
 	if err != nil {
@@ -304,7 +313,9 @@ func BenchmarkPXEIgnition(b *testing.B) {
 	}
 	load(url, benchConns, 2000, benchDuration) // warm up
 	b.ResetTimer()
+	cpu := cpuTime(pid)
 	r := load(url, benchConns, 200000, benchDuration)
+	r.cpu = cpuTime(pid) - cpu
 	b.StopTimer()
 	report(b, fmt.Sprintf("kiln (%d-byte config)", len(got)), r)
 }
@@ -364,7 +375,9 @@ func BenchmarkMatchboxIgnition(b *testing.B) {
 	b.Logf("matchbox: %s built from the module; its config equals kiln's once parsed", matchboxModule)
 	load(url, benchConns, 100, benchDuration) // warm up
 	b.ResetTimer()
+	cpu := cpuTime(cmd.Process.Pid)
 	r := load(url, benchConns, 20000, benchDuration)
+	r.cpu = cpuTime(cmd.Process.Pid) - cpu
 	b.StopTimer()
 	report(b, fmt.Sprintf("matchbox (%d-byte config)", len(got)), r)
 }
@@ -393,6 +406,32 @@ func buildMatchbox(b *testing.B) (string, error) {
 	}
 	b.Logf("built %s in %v", matchboxModule, time.Since(start).Round(time.Millisecond))
 	return bin, nil
+}
+
+// cpuTime is the user and system CPU time of process pid so far (from /proc; 0 for pid 0 or
+// when /proc cannot tell).
+func cpuTime(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	i := bytes.LastIndexByte(raw, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(raw[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	var utime, stime int64
+	fmt.Sscan(f[11], &utime)
+	fmt.Sscan(f[12], &stime)
+	// The kernel counts in USER_HZ ticks, 100 per second on Linux.
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

@@ -101,6 +101,10 @@ func New(cfg Config, first *render.Compiled) (*Server, error) {
 	s.fingerprint = fingerprint(st.watched)
 	s.swap(st)
 	s.checkAssets(st, first)
+	if cfg.InstallDev != "" && first.Spec.Cluster.OS != "fcos" {
+		s.log.Warn("the install disk applies to Fedora CoreOS only: Flatcar machines boot live (install Flatcar with flatcar-install from a snippet)",
+			"install_dev", cfg.InstallDev)
+	}
 	return s, nil
 }
 
