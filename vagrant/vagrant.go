@@ -27,7 +27,7 @@ import (
 var templates embed.FS
 
 var vagrantfile = template.Must(template.New("Vagrantfile.tmpl").
-	Funcs(template.FuncMap{"rb": rubyString}).
+	Funcs(template.FuncMap{"rb": rubyString, "oneLine": oneLine}).
 	ParseFS(templates, "templates/Vagrantfile.tmpl"))
 
 // Marker starts every Vagrantfile kiln writes; Write replaces only folders that hold one.
@@ -60,7 +60,7 @@ func Files(c *render.Compiled) (map[string][]byte, error) {
 	s := c.Spec
 	box, url := Box(s.Cluster.OS, s.Cluster.Channel)
 	d := data{
-		Spec: filepath.Base(s.File), Cluster: s.Cluster.Name, OS: s.Cluster.OS, Channel: s.Cluster.Channel,
+		Spec: oneLine(filepath.Base(s.File)), Cluster: s.Cluster.Name, OS: s.Cluster.OS, Channel: s.Cluster.Channel,
 		Box: box, BoxURL: url, FwCfgName: userdata.FwCfgName(s.Cluster.OS),
 	}
 	files := map[string][]byte{}
@@ -166,6 +166,16 @@ func Write(dir string, files map[string][]byte) error {
 		return fmt.Errorf("replacing %s: %w", dir, err)
 	}
 	return nil
+}
+
+// oneLine keeps s on one line, for a Ruby comment.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 // rubyString quotes s as a Ruby string literal that interpolates nothing.
