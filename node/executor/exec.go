@@ -63,7 +63,7 @@ type ExecState struct {
 	MainStart   uint64    `json:"mainStart,omitempty"` // the main process's start time (/proc/PID/stat field 22)
 	Groups      []Group   `json:"groups,omitempty"`    // live process groups of the unit's commands
 	BootID      string    `json:"bootID,omitempty"`
-	Starts      int       `json:"starts"`              // times the main command was started
+	Starts      int       `json:"starts"` // times the main command was started
 	Since       time.Time `json:"since"`
 }
 
