@@ -43,6 +43,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// replaceFile writes a file the way editors that save atomically do (a new file renamed over
+// the old), so that the watcher never sees it half-written.
+func replaceFile(t *testing.T, p, content string) {
+	t.Helper()
+	tmp := p + ".tmp"
+	writeFile(t, tmp, content)
+	if err := os.Rename(tmp, p); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // watch runs the server's watcher for the test's duration.
 func watch(t *testing.T, s *Server) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -64,7 +75,7 @@ func TestReloadOnChange(t *testing.T) {
 
 	// A node is added (with certificates nobody issued yet): the server compiles the new spec,
 	// keeps the new certificates in the PKI folder and serves the new node.
-	writeFile(t, f.spec, spec+"  - {name: n5, mac: \"52:54:00:aa:bb:05\"}\n")
+	replaceFile(t, f.spec, spec+"  - {name: n5, mac: \"52:54:00:aa:bb:05\"}\n")
 	waitFor(t, "the new node", func() bool { code, _ := ignition("52:54:00:aa:bb:05"); return code == 200 })
 	if _, err := os.Stat(filepath.Join(f.pki, "nodes", "n5")); err != nil {
 		t.Errorf("the new node's certificates were not saved: %v", err)
@@ -78,8 +89,8 @@ func TestReloadOnChange(t *testing.T) {
 	_, good := ignition("52:54:00:aa:bb:01")
 
 	// A broken spec: the last good configs stay, and the log says why.
-	writeFile(t, f.spec, spec+"  - {name: n5, mac: \"52:54:00:aa:bb:05\", ip: nonsense}\n")
-	waitFor(t, "the failed reload in the log", func() bool { return strings.Contains(lb.String(), "reload failed") })
+	replaceFile(t, f.spec, spec+"  - {name: n5, mac: \"52:54:00:aa:bb:05\", ip: nonsense}\n")
+	waitFor(t, "the failed reload in the log", func() bool { return strings.Contains(lb.String(), "nonsense") })
 	if code, got := ignition("52:54:00:aa:bb:01"); code != 200 || got != good {
 		t.Errorf("after a failed reload: status %d, same config %v", code, got == good)
 	}
@@ -94,8 +105,8 @@ func TestReloadOnChange(t *testing.T) {
 	}
 
 	// A snippet the spec names changes: the configs are compiled again.
-	writeFile(t, f.spec, spec)
-	writeFile(t, filepath.Join(f.dir, "extra.bu"), strings.Replace(snippetV1, "version one", "version two", 1))
+	replaceFile(t, f.spec, spec)
+	replaceFile(t, filepath.Join(f.dir, "extra.bu"), strings.Replace(snippetV1, "version one", "version two", 1))
 	waitFor(t, "the snippet's change", func() bool {
 		_, got := ignition("52:54:00:aa:bb:01")
 		return strings.Contains(got, "version%20two") || strings.Contains(got, "version two")
@@ -235,4 +246,29 @@ func TestServe(t *testing.T) {
 			t.Errorf("err = %v, want ErrTLS", err)
 		}
 	})
+}
+
+// A change is compiled once the files are the same at two checks in a row: a spec caught
+// half-written is not compiled.
+func TestReloadWaitsForChangesToSettle(t *testing.T) {
+	f := newFixture(t, specText("flatcar", "stable", testNodes))
+	s, lb := newTestServer(t, f, nil)
+	served := func() int { return get(t, s, "GET", "/ignition?mac=52:54:00:aa:bb:05").StatusCode }
+	full := specText("flatcar", "stable", testNodes+"  - {name: n5, mac: \"52:54:00:aa:bb:05\"}\n")
+
+	writeFile(t, f.spec, full[:len(full)/2]) // caught half-written
+	s.reloadIfChanged()
+	writeFile(t, f.spec, full)
+	s.reloadIfChanged()
+	if served() != 404 || strings.Contains(lb.String(), "reload") {
+		t.Fatalf("compiled a spec that was still changing:\n%s", lb.String())
+	}
+	s.reloadIfChanged()
+	if served() != 200 {
+		t.Fatalf("the settled spec was not compiled:\n%s", lb.String())
+	}
+	s.reloadIfChanged()
+	if n := strings.Count(lb.String(), "msg=reloaded"); n != 1 || strings.Contains(lb.String(), "reload failed") {
+		t.Errorf("%d reloads, want exactly one and no failure:\n%s", n, lb.String())
+	}
 }

@@ -56,9 +56,10 @@ type Server struct {
 	state   atomic.Pointer[state]
 	metrics *metrics
 
-	// reload serializes reloads; fingerprint is the watched files' last seen state.
-	reload      sync.Mutex
-	fingerprint string
+	// reload serializes reloads; fingerprint is the state of the watched files the configs
+	// were compiled from, pending their state at the last check.
+	reload               sync.Mutex
+	fingerprint, pending string
 }
 
 // New compiles the spec, keeping new certificates in the PKI folder (unless first, the result of

@@ -16,8 +16,9 @@ import (
 	"github.com/kiln-cluster/kiln/bootstrap/spec"
 )
 
-// Watch checks the spec and the files it names every Poll and recompiles when any of them
-// changed, until ctx is done.
+// Watch checks the spec and the files it names every Poll and recompiles once a change has
+// settled (the files are the same at two checks in a row, so that a file caught half-written is
+// not compiled), until ctx is done.
 func (s *Server) Watch(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Poll)
 	defer t.Stop()
@@ -33,9 +34,11 @@ func (s *Server) Watch(ctx context.Context) {
 
 func (s *Server) reloadIfChanged() {
 	s.reload.Lock()
-	changed := fingerprint(s.state.Load().watched) != s.fingerprint
+	fp := fingerprint(s.state.Load().watched)
+	settled := fp != s.fingerprint && fp == s.pending
+	s.pending = fp
 	s.reload.Unlock()
-	if changed {
+	if settled {
 		s.Reload()
 	}
 }
