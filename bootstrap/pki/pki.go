@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"net"
 	"os"
@@ -129,7 +130,7 @@ func (b *Bundle) Write(dir string) error {
 		{OperatorCertPath(dir), b.Operator.Cert, 0o644},
 		{OperatorKeyPath(dir), b.Operator.Key, 0o600},
 	}
-	for _, name := range sortedKeys(b.Nodes) {
+	for _, name := range slices.Sorted(maps.Keys(b.Nodes)) {
 		nc := b.Nodes[name]
 		for kind, p := range map[string]Pair{KindPeer: nc.Peer, KindServer: nc.Server, KindClient: nc.Client} {
 			c, k := leafPath(dir, name, kind)
@@ -154,15 +155,6 @@ type file struct {
 	path string
 	data []byte
 	mode os.FileMode
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 func (b *Bundle) loadOrCreateCA(cluster string, now time.Time) error {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -200,7 +201,7 @@ func (c *cluster) shared(r role) (*yaml.Node, origins, error) {
 				Mirrors []string
 			}
 			var regs []registry
-			for _, name := range sortedKeys(rt.Mirrors) {
+			for _, name := range slices.Sorted(maps.Keys(rt.Mirrors)) {
 				var ms []string
 				for _, m := range rt.Mirrors[name] {
 					ms = append(ms, hostPath(m))
@@ -398,15 +399,6 @@ func hostPath(raw string) string {
 		return raw
 	}
 	return strings.TrimSuffix(u.Host+u.Path, "/")
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // PKINodes lists what the PKI must issue for the spec: every node's name and addresses.

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -217,12 +219,7 @@ func yamlFields(t reflect.Type) map[string]reflect.StructField {
 }
 
 func fieldNames(m map[string]reflect.StructField) []string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	sortStrings(names)
-	return names
+	return slices.Sorted(maps.Keys(m))
 }
 
 // UnmarshalYAML accepts a runtime as a bare engine name or as a mapping.

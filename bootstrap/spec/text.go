@@ -1,45 +1,20 @@
 package spec
 
 import (
-	"slices"
 	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kiln-cluster/kiln/node/unit"
 )
 
-func sortStrings(s []string) { slices.Sort(s) }
-
-// nearest returns the candidate closest to s by edit distance, if it is close enough to be a typo.
+// nearest returns the candidate closest to s when it is close enough to be a typo.
 func nearest(s string, candidates []string) string {
-	best, bestD := "", len(s)/2+2
-	for _, c := range candidates {
-		if d := distance(strings.ToLower(s), strings.ToLower(c)); d < bestD {
-			best, bestD = c, d
-		}
+	if c, ok := unit.Nearest(s, candidates); ok {
+		return c
 	}
-	return best
-}
-
-// distance is the Levenshtein distance between a and b.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return ""
 }
 
 // Pos returns the line and column of the value at path (keys and list indexes, dot-separated:

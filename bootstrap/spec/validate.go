@@ -3,6 +3,7 @@ package spec
 import (
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -111,7 +112,7 @@ func (v *validator) cluster() {
 		}
 	}
 	if v.oneOf("cluster.runtime", "container runtime", c.Runtime.Engine, Engines) {
-		for _, reg := range sortedKeys(c.Runtime.Mirrors) {
+		for _, reg := range slices.Sorted(maps.Keys(c.Runtime.Mirrors)) {
 			p := "cluster.runtime.mirrors." + Key(reg)
 			if strings.ContainsAny(reg, "/: ") || reg == "" {
 				v.errorf("cluster.runtime.mirrors.~"+Key(reg), "registry %q: expected a host name such as docker.io", reg)
@@ -219,7 +220,7 @@ func (v *validator) nodes() {
 				v.errorf(fmt.Sprintf("%s.dns.%d", p, j), "DNS server %q is not an IP address", d)
 			}
 		}
-		for _, k := range sortedKeys(n.Metadata) {
+		for _, k := range slices.Sorted(maps.Keys(n.Metadata)) {
 			if !metaRe.MatchString(k) {
 				v.errorf(p+".metadata.~"+Key(k), "metadata key %q: expected letters, digits, dots, dashes and underscores", k)
 			}
@@ -381,15 +382,6 @@ func (s *Spec) NodeNames() []string {
 		names[i] = n.Name
 	}
 	return names
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 func unwrapPathErr(err error) error {

@@ -254,7 +254,7 @@ func parseFleet(opts []Option, name *Name) (Fleet, Errors, Errors) {
 			key = modern
 		} else if !contains(FleetKeys, key) {
 			detail := fmt.Sprintf("%q", key)
-			if near, ok := nearest(key, FleetKeys); ok {
+			if near, ok := Nearest(key, FleetKeys); ok {
 				detail += fmt.Sprintf(": did you mean %s?", near)
 			} else {
 				detail += fmt.Sprintf(" (valid keys: %s)", strings.Join(FleetKeys, ", "))

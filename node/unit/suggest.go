@@ -2,9 +2,9 @@ package unit
 
 import "strings"
 
-// nearest gives the candidate closest to s by edit distance (case-insensitive), if it is near
+// Nearest gives the candidate closest to s by edit distance (case-insensitive), if it is near
 // enough to be a likely typo: at most a third of the candidate's length, and at least 2.
-func nearest(s string, candidates []string) (string, bool) {
+func Nearest(s string, candidates []string) (string, bool) {
 	if len(s) > 64 {
 		return "", false // no key is that long; spare the quadratic distance
 	}
