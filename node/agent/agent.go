@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -21,11 +22,13 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kiln-cluster/kiln/node/config"
+	"github.com/kiln-cluster/kiln/node/engine"
 	"github.com/kiln-cluster/kiln/node/etcdconn"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/lock"
 	"github.com/kiln-cluster/kiln/node/reboot"
 	"github.com/kiln-cluster/kiln/node/registry"
+	"github.com/kiln-cluster/kiln/node/submit"
 	"github.com/kiln-cluster/kiln/node/version"
 )
 
@@ -34,6 +37,12 @@ const (
 	DefaultDataDir       = "/var/lib/kiln-node"
 	DefaultCheckInterval = 10 * time.Second
 	DefaultMachineIDFile = "/etc/machine-id"
+	// DefaultLeaseTTL is the machine lease's TTL: a dead machine's units are placed elsewhere
+	// within about this long (the engine waits for the lease to expire).
+	DefaultLeaseTTL = 5 * time.Second
+	// unitsSubmittedFile, in the data dir, remembers which of the generator's units were
+	// submitted (first start).
+	unitsSubmittedFile = "units-submitted"
 )
 
 // Options are the daemon's settings: the config file merged with flags, and what only
@@ -167,7 +176,7 @@ func Run(ctx context.Context, o Options) error {
 		ID: id, Hostname: hostname, IPs: addresses(), Metadata: c.Metadata, Version: version.Version,
 		OS: c.OS, Channel: c.Channel, BootID: bootID, BootTime: bootTime,
 		Health: registry.HealthStarting, Strategy: c.Reboot.Strategy, Group: group,
-	}, duration(c.LeaseTTL, registry.DefaultTTL), log)
+	}, duration(c.LeaseTTL, DefaultLeaseTTL), log)
 	pub.OnUp = func(up bool) {
 		if up {
 			registryUp.Set(1)
@@ -220,6 +229,13 @@ func Run(ctx context.Context, o Options) error {
 	g.Go(func() error { return watchKey(ctx, cli, keys.Semaphore(group), coord.Wake, log) })
 	g.Go(func() error { return watchKey(ctx, cli, keys.RebootRequest(id), coord.Wake, log) })
 	g.Go(func() error { return healthLoop(ctx, pub, health) })
+	// every kiln-node is a candidate for the cluster's one scheduler engine
+	g.Go(func() error { return engine.New(engine.Config{Client: cli, ID: id, Log: log}).Run(ctx) })
+	if c.UnitsDir != "" {
+		g.Go(func() error {
+			return submit.FirstStart(ctx, cli, c.UnitsDir, filepath.Join(c.DataDir, unitsSubmittedFile), log)
+		})
+	}
 	if c.FleetLockListen != "" {
 		// FleetLock serves every group with the configured limits (Zincati's default group is "default").
 		h := lock.NewFleetLock(mgr, log)

@@ -233,6 +233,7 @@ func (e *Engine) reconcile(ctx context.Context, st *state, fence clientv3.Cmp) e
 	if len(first)+len(second) == 0 {
 		return nil
 	}
+	planned := time.Since(start)
 	n := 0
 	var err error
 	for _, ops := range [][]op{first, second} {
@@ -247,7 +248,7 @@ func (e *Engine) reconcile(ctx context.Context, st *state, fence clientv3.Cmp) e
 		}
 	}
 	e.log.Info("engine applied", "schedule", sum.schedule, "unschedule", sum.unschedule, "update", sum.update,
-		"unplaced", sum.unplaced, "written", n, "took", time.Since(start).Round(time.Millisecond), "err", err)
+		"unplaced", sum.unplaced, "written", n, "plan", planned.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond), "err", err)
 	return err
 }
 

@@ -26,6 +26,7 @@ type state struct {
 	reports    map[string]map[string]string  // unit → machine → ActiveState
 	unplaced   map[string]kvEntry            // unit
 	election   map[string]bool               // the election's keys
+	templates  map[string]*unit.Unit         // parsed template files, by hash and name
 }
 
 type unitEntry struct {
@@ -50,7 +51,7 @@ func newState() *state {
 	return &state{
 		units: map[string]*unitEntry{}, files: map[string][]byte{}, machines: map[string]machineEntry{},
 		placements: map[string]map[string]kvEntry{}, reports: map[string]map[string]string{},
-		unplaced: map[string]kvEntry{}, election: map[string]bool{},
+		unplaced: map[string]kvEntry{}, election: map[string]bool{}, templates: map[string]*unit.Unit{},
 	}
 }
 
@@ -247,7 +248,24 @@ func (st *state) parse(u *unitEntry) {
 		u.problem = "unit file " + u.rec.Hash.Short() + " is missing"
 		return
 	}
-	parsed, err := unit.Parse(u.rec.Name, text)
+	var parsed *unit.Unit
+	var err error
+	if n, nerr := unit.ParseName(u.rec.Name); nerr == nil && n.IsInstance() {
+		// instances share their template's file: read it once, then only [X-Fleet] per instance
+		key := u.rec.Hash.String() + " " + n.Template()
+		tu, ok := st.templates[key]
+		if !ok {
+			tu, err = unit.Parse(n.Template(), text)
+			if err != nil {
+				u.problem = "unit file: " + err.Error()
+				return
+			}
+			st.templates[key] = tu
+		}
+		parsed, err = tu.Instantiate(n.Instance)
+	} else {
+		parsed, err = unit.Parse(u.rec.Name, text)
+	}
 	if err != nil {
 		u.problem = "unit file: " + err.Error()
 		return
