@@ -1,4 +1,5 @@
-// Package agent is kiln-node's daemon: it registers the machine, coordinates its reboots
+// Package agent is kiln-node's daemon: it registers the machine, runs the units the scheduler
+// places on it (node/reconcile, with the systemd or exec executor), coordinates its reboots
 // through the cluster's reboot lock, serves FleetLock and Prometheus metrics, and keeps going
 // while etcd is down (every part retries with backoff).
 package agent
@@ -24,9 +25,11 @@ import (
 	"github.com/kiln-cluster/kiln/node/config"
 	"github.com/kiln-cluster/kiln/node/engine"
 	"github.com/kiln-cluster/kiln/node/etcdconn"
+	"github.com/kiln-cluster/kiln/node/executor"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/lock"
 	"github.com/kiln-cluster/kiln/node/reboot"
+	"github.com/kiln-cluster/kiln/node/reconcile"
 	"github.com/kiln-cluster/kiln/node/registry"
 	"github.com/kiln-cluster/kiln/node/submit"
 	"github.com/kiln-cluster/kiln/node/version"
@@ -172,7 +175,9 @@ func Run(ctx context.Context, o Options) error {
 	if hostname == "" {
 		hostname, _ = os.Hostname()
 	}
-	pub := registry.NewPublisher(cli, cli, registry.Machine{
+	// The reconciler follows the registry's lease: it reports under it and fences on it.
+	lease := reconcile.NewLease(cli, nil)
+	pub := registry.NewPublisher(cli, lease, registry.Machine{
 		ID: id, Hostname: hostname, IPs: addresses(), Metadata: c.Metadata, Version: version.Version,
 		OS: c.OS, Channel: c.Channel, BootID: bootID, BootTime: bootTime,
 		Health: registry.HealthStarting, Strategy: c.Reboot.Strategy, Group: group,
@@ -224,7 +229,22 @@ func Run(ctx context.Context, o Options) error {
 	log.Info("kiln-node starting", "version", version.Version, "boot", bootID, "strategy", c.Reboot.Strategy,
 		"group", group, "maxConcurrent", c.Reboot.MaxConcurrent, "endpoints", c.Etcd.Endpoints)
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return pub.Run(ctx) })
+	ex, closeEx, err := newExecutor(c.Executor, c.DataDir, id, bootID, hostname, log)
+	if err != nil {
+		return err
+	}
+	defer closeEx()
+	rec, err := reconcile.New(reconcile.Config{MachineID: id, KV: cli, Executor: ex, Lease: lease,
+		StateFile: filepath.Join(c.DataDir, "units-started.json"), Log: log.With("part", "reconcile")})
+	if err != nil {
+		return err
+	}
+	// The lease outlives the reconciler: the units stop before the registry entry goes (the
+	// engine places them elsewhere as soon as it has gone).
+	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPub()
+	g.Go(func() error { return pub.Run(pubCtx) })
+	g.Go(func() error { defer stopPub(); return rec.Run(ctx) })
 	g.Go(func() error { return coord.Run(ctx) })
 	g.Go(func() error { return watchKey(ctx, cli, keys.Semaphore(group), coord.Wake, log) })
 	g.Go(func() error { return watchKey(ctx, cli, keys.RebootRequest(id), coord.Wake, log) })
@@ -253,6 +273,25 @@ func Run(ctx context.Context, o Options) error {
 	err = g.Wait()
 	log.Info("kiln-node stopped")
 	return err
+}
+
+// newExecutor returns the executor of units: systemd over D-Bus, or exec (child processes,
+// files under DATA-DIR/exec: units/, logs/, and state/<unit>.json saying what runs).
+func newExecutor(kind, dataDir, id, bootID, hostname string, log *slog.Logger) (executor.Executor, func(), error) {
+	if kind == "exec" {
+		ex, err := executor.NewExec(executor.ExecConfig{Dir: filepath.Join(dataDir, "exec"), MachineID: id,
+			BootID: bootID, Hostname: hostname, Log: log.With("part", "exec")})
+		if err != nil {
+			return nil, nil, fmt.Errorf("exec executor: %w", err)
+		}
+		return ex, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = ex.Close(ctx)
+		}, nil
+	}
+	sd := executor.NewSystemd(executor.SystemdConfig{Log: log.With("part", "systemd")})
+	return sd, sd.Close, nil
 }
 
 // healthLoop publishes the machine's health every few seconds (only changes are written).
