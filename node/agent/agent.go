@@ -26,6 +26,7 @@ import (
 	"github.com/kiln-cluster/kiln/node/engine"
 	"github.com/kiln-cluster/kiln/node/etcdconn"
 	"github.com/kiln-cluster/kiln/node/executor"
+	"github.com/kiln-cluster/kiln/node/journal"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/lock"
 	"github.com/kiln-cluster/kiln/node/reboot"
@@ -256,6 +257,12 @@ func Run(ctx context.Context, o Options) error {
 			return submit.FirstStart(ctx, cli, c.UnitsDir, filepath.Join(c.DataDir, unitsSubmittedFile), log)
 		})
 	}
+	// kiln ctl journal: this machine's units' log lines, asked and answered through etcd
+	logs := journal.JournalctlSource()
+	if c.Executor == "exec" {
+		logs = journal.FileSource(filepath.Join(c.DataDir, "exec", "logs"))
+	}
+	g.Go(func() error { return journal.Serve(ctx, cli, id, logs, log) })
 	if c.FleetLockListen != "" {
 		// FleetLock serves every group with the configured limits (Zincati's default group is "default").
 		h := lock.NewFleetLock(mgr, log)
