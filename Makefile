@@ -18,6 +18,8 @@ DEB_PKGS   := libblkid-dev:/usr/include/blkid/blkid.h \
 DEB_PKGS   += qemu-system-x86:qemu-system-x86_64 ipxe-qemu:/usr/lib/ipxe/qemu/efi-virtio.rom \
               busybox-static:/usr/share/doc/busybox-static xorriso:xorriso \
               isolinux:/usr/lib/ISOLINUX/isolinux.bin syslinux-common:/usr/lib/syslinux/modules/bios/ldlinux.c32
+# The systemd node image of the tests (node/systemdtest): the docker CLI and debootstrap.
+DEB_PKGS   += docker.io:docker debootstrap:debootstrap
 
 export KILN_ETCD_BIN     := $(TOOLS)/etcd
 export KILN_IGNITION_BIN := $(TOOLS)/ignition
@@ -55,6 +57,16 @@ $(KERNEL_DIR)/.unpacked: | deb-deps
 	  (cd $(KERNEL_DIR)/deb && apt-get download -qq "$$p" 2>&1 | grep -v unsandboxed; exit $${PIPESTATUS[0]}) && \
 	  dpkg-deb -x $(KERNEL_DIR)/deb/$${p}_*.deb $(KERNEL_DIR) && rm -rf $(KERNEL_DIR)/deb
 	@touch $@
+
+## systemd-image: the docker image of a systemd machine for the tests (node/systemdtest): Debian
+## bookworm by debootstrap (minbase), cached in bin/cache/systemd-node, imported under a pinned tag.
+## Does nothing when the image exists. A new recipe (node/systemdtest/mkimage.sh) needs a new tag.
+SYSTEMD_IMAGE := kiln-systemd-node:bookworm-1
+export KILN_SYSTEMD_IMAGE := $(SYSTEMD_IMAGE)
+.PHONY: systemd-image
+deps: systemd-image
+systemd-image: | deb-deps
+	@node/systemdtest/mkimage.sh $(SYSTEMD_IMAGE) $(BIN)/cache/systemd-node
 
 # The versions come from go.mod's tool directives, so they are the project's choice. Ignition is
 # built as Flatcar builds it: no SELinux relabeling (the test roots have no policy).
