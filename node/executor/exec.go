@@ -50,7 +50,8 @@ type Exec struct {
 	units    map[string]*execUnit
 	watchers map[int]func()
 	nextW    int
-	notify   chan struct{}
+	// trace, when set (tests), sees every state change, under mu.
+	trace func(name, active, sub string)
 }
 
 // ExecState is a unit's state file.
@@ -416,6 +417,9 @@ func (u *execUnit) setLocked(active, sub string) {
 		u.since = time.Now()
 	}
 	u.active, u.sub = active, sub
+	if u.e.trace != nil {
+		u.e.trace(u.name, active, sub)
+	}
 	close(u.wake)
 	u.wake = make(chan struct{})
 	u.writeStateLocked()

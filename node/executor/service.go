@@ -66,7 +66,7 @@ func readService(u *unit.Unit, name string, sp Specifiers) (*service, error) {
 		SuccessStatus: map[int]bool{0: true},
 	}
 	bad := func(key, v string, err error) error {
-		return fmt.Errorf("%w: %s=%s: %v", ErrBadSetting, key, v, err)
+		return fmt.Errorf("%w: %s=%s: %w", ErrBadSetting, key, v, err)
 	}
 	if v, ok := u.Value("Service", "Type"); ok && v != "" {
 		switch v {
