@@ -443,3 +443,110 @@ func TestIntegrationScheduler(t *testing.T) {
 		t.Fatal("my-app@4 lost its desired state")
 	}
 }
+
+// TestIntegrationSchedulerGlobal: the generator's units reach the cluster through kiln-node's
+// first start (every node submits the same manifest; the first wins, the rest change nothing);
+// a Global unit runs on every matching machine, and lands on a machine that joins after it
+// was submitted; a machine whose metadata does not match never gets it.
+func TestIntegrationSchedulerGlobal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: etcd and kiln-node processes")
+	}
+	c := etcdtest.Start(t)
+	cli := c.Client(t)
+	ctx := context.Background()
+	tag := fmt.Sprintf("kiln-global-%d", time.Now().UnixNano())
+
+	unitsDir := t.TempDir()
+	files := map[string]string{
+		"log-agent.service": `[Service]
+ExecStart=/bin/sh -c 'echo "log agent on %m"; while :; do sleep 0.2; done' ` + tag + `-agent-%m
+
+[X-Fleet]
+Global=true
+MachineMetadata=role=worker
+`,
+		"my-app@.service": appUnit(tag),
+		"units.yaml": `units:
+- name: log-agent.service
+  state: launched
+- name: my-app@.service
+  instances: 2
+  state: launched
+`,
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(unitsDir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var nodes []*kilnNode
+	add := func(id, role string) *kilnNode {
+		n := newKilnNode(t, c, id, "--metadata", "role="+role, "--units-dir", unitsDir)
+		n.start(t)
+		nodes = append(nodes, n)
+		return n
+	}
+	add("w1", "worker")
+	add("w2", "worker")
+	add("db1", "db")
+	agents := func() []string {
+		var out []string
+		for inst, ms := range copies(tag) {
+			if inst == "agent" {
+				out = append(out, ms...)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	waitCond(t, 30*time.Second, "the log agent on both workers and the two instances running", nodes, func() bool {
+		_, ok := runningOn(cli, tag, "1", "2")
+		return ok && slices.Equal(agents(), []string{"w1", "w2"})
+	})
+	// the three nodes submitted the same manifest: one record per unit, the instances launched
+	recs, err := cli.Get(ctx, keys.Units, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, kv := range recs.Kvs {
+		names = append(names, strings.TrimPrefix(string(kv.Key), keys.Units))
+		if kv.Version != 1 {
+			t.Errorf("%s written %d times: a later first start overwrote it", kv.Key, kv.Version)
+		}
+	}
+	if want := []string{"log-agent.service", "my-app@.service", "my-app@1.service", "my-app@2.service"}; !slices.Equal(names, want) {
+		t.Fatalf("submitted units %v, want %v", names, want)
+	}
+	// an operator's stop survives a restart of kiln-node (the first start happened already)
+	ctlRun(t, c, "stop", "my-app@2.service")
+	nodes[0].kill(syscall.SIGTERM)
+	nodes[0].start(t)
+
+	add("w3", "worker")
+	took := waitCond(t, 20*time.Second, "the log agent on the late worker", nodes, func() bool {
+		return slices.Equal(agents(), []string{"w1", "w2", "w3"})
+	})
+	t.Logf("the global unit runs on the late worker %s after it started", took.Round(time.Millisecond))
+	out := ctlRun(t, c, "status", "my-app@2.service", "--lines", "0")
+	if !strings.Contains(out, "Desired: loaded") {
+		t.Fatalf("my-app@2 after a kiln-node restart:\n%s", out)
+	}
+	var units []engine.UnitStatus
+	if err := json.Unmarshal([]byte(ctlRun(t, c, "list-units", "-o", "json")), &units); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range units {
+		if u.Name != "log-agent.service" {
+			continue
+		}
+		var ms []string
+		for _, p := range u.Placements {
+			ms = append(ms, p.Machine)
+		}
+		if !slices.Equal(ms, []string{"w1", "w2", "w3"}) {
+			t.Fatalf("log-agent.service placed on %v", ms)
+		}
+	}
+}
