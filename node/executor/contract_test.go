@@ -339,3 +339,19 @@ func TestContractExec(t *testing.T) {
 	t.Cleanup(func() { _ = ex.Close(context.Background()) })
 	runContract(t, ex, filepath.Join(dir, "units"), "kiln-test-")
 }
+
+// TestContractSystemd runs the contract against the machine's systemd. It runs only inside
+// the container of TestIntegrationSystemdExecutor, which sets KILN_SYSTEMD_CONTRACT=1.
+func TestContractSystemd(t *testing.T) {
+	if os.Getenv("KILN_SYSTEMD_CONTRACT") != "1" {
+		t.Skip("runs inside a systemd container (TestIntegrationSystemdExecutor)")
+	}
+	ex := NewSystemd(SystemdConfig{})
+	t.Cleanup(ex.Close)
+	runContract(t, ex, DefaultSystemdDir, "kiln-test-")
+	// Left running for the outer test to see from outside with systemctl.
+	writeUnit(t, ex, "kiln-left@.service", "[Service]\nExecStart=/bin/sleep 1000\n")
+	if err := ex.Start(context.Background(), "kiln-left@x.service"); err != nil {
+		t.Fatal(err)
+	}
+}

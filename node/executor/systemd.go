@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -199,7 +201,14 @@ func (s *Systemd) Status(ctx context.Context, names []string) ([]Status, error) 
 	if err != nil {
 		return nil, err
 	}
-	list, err := conn.ListUnitsByNamesContext(ctx, names)
+	// systemd has no state for a template (and refuses its name): ask only for the others.
+	var ask []string
+	for _, n := range names {
+		if pn, err := unit.ParseName(n); err == nil && !pn.IsTemplate() {
+			ask = append(ask, n)
+		}
+	}
+	list, err := conn.ListUnitsByNamesContext(ctx, ask)
 	if err != nil {
 		return nil, fmt.Errorf("list units: %w", err)
 	}
@@ -212,6 +221,8 @@ func (s *Systemd) Status(ctx context.Context, names []string) ([]Status, error) 
 		st := Status{Name: n, LoadState: LoadNotFound, ActiveState: Inactive, SubState: "dead"}
 		if u, ok := by[n]; ok {
 			st.LoadState, st.ActiveState, st.SubState = u.LoadState, u.ActiveState, u.SubState
+		} else if _, err := os.Stat(filepath.Join(s.c.Dir, n)); err == nil {
+			st.LoadState = LoadLoaded // a template's file
 		}
 		out = append(out, st)
 	}
