@@ -10,6 +10,8 @@
 //	m.WriteFile("/run/systemd/system/x.service", unit, 0o644)
 //	m.Journal("x.service")               // journalctl -u x.service of the current boot
 //	m.Kill(); m.Restart()                // a power cut, then a boot
+//	m.Stop(); m.Restart()                // a clean poweroff (units' ExecStop run), then a boot
+//	m.Reboot()                           // systemctl reboot inside, back when running again
 //
 // Several machines that must reach each other share a network:
 //
@@ -31,7 +33,7 @@
 // test process); leftovers of test processes that died without cleaning up (a test binary killed
 // by -timeout) are removed by the next Start, or by hand:
 //
-//	docker rm -f $(docker ps -aq --filter label=dev.kiln.systemdtest)
+//	docker rm -f $(docker ps -aq --filter label=dev.kiln.systemdtest)   # also those of running tests
 //	docker network prune -f --filter label=dev.kiln.systemdtest
 package systemdtest
 
@@ -270,6 +272,7 @@ func (m *Machine) MachineID() string {
 
 // Exec runs cmd in the machine (docker exec, as root) and returns its standard output. A command
 // that exits non-zero returns its output and an *ExecError with the exit code and standard error.
+// Cancelling ctx ends the wait, not the command (docker exec leaves it running in the machine).
 func (m *Machine) Exec(ctx context.Context, cmd ...string) (string, error) {
 	return m.exec(ctx, nil, cmd...)
 }
