@@ -93,8 +93,8 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, ok func() bool)
 	}
 }
 
-// submit stores a unit file's text as the engine does and returns its hash.
-func submit(t *testing.T, cli *clientv3.Client, name, text string) unit.Hash {
+// submitFile stores a unit file's text as the engine does and returns its hash.
+func submitFile(t *testing.T, cli *clientv3.Client, name, text string) unit.Hash {
 	t.Helper()
 	u, err := unit.Parse(name, []byte(text))
 	if err != nil {
@@ -157,7 +157,7 @@ func TestIntegrationReconcile(t *testing.T) {
 	cli := c.Client(t)
 	a := startAgent(t, cli, "m1", 3*time.Second)
 	lease := a.lease.Info().ID
-	hash := submit(t, cli, "my-app@.service", appTemplate)
+	hash := submitFile(t, cli, "my-app@.service", appTemplate)
 
 	t.Run("assigned: running, reported under the lease", func(t *testing.T) {
 		place(t, cli, "m1", "my-app@1.service", hash, unit.StateLaunched, lease)
@@ -218,7 +218,7 @@ func TestIntegrationReconcile(t *testing.T) {
 	})
 
 	t.Run("a crashed unit is left to its Restart=", func(t *testing.T) {
-		h := submit(t, cli, "crash.service", "[Service]\nExecStart=/bin/sh -c 'sleep 0.3; exit 7'\n")
+		h := submitFile(t, cli, "crash.service", "[Service]\nExecStart=/bin/sh -c 'sleep 0.3; exit 7'\n")
 		place(t, cli, "m1", "crash.service", h, unit.StateLaunched, lease)
 		waitUntil(t, 10*time.Second, "reported failed", func() bool {
 			r, _ := report(t, cli, "m1", "crash.service")
@@ -233,13 +233,13 @@ func TestIntegrationReconcile(t *testing.T) {
 	})
 
 	t.Run("a new text is applied: stop, write, start", func(t *testing.T) {
-		h1 := submit(t, cli, "web.service", "[Service]\nEnvironment=V=1\nExecStart=/bin/sh -c 'echo $V > "+a.dir+"/web.out; exec sleep 1000'\n")
+		h1 := submitFile(t, cli, "web.service", "[Service]\nEnvironment=V=1\nExecStart=/bin/sh -c 'echo $V > "+a.dir+"/web.out; exec sleep 1000'\n")
 		place(t, cli, "m1", "web.service", h1, unit.StateLaunched, lease)
 		waitUntil(t, 10*time.Second, "v1 running", func() bool {
 			raw, _ := os.ReadFile(a.dir + "/web.out")
 			return a.running(t, "web.service") && string(raw) == "1\n"
 		})
-		h2 := submit(t, cli, "web.service", "[Service]\nEnvironment=V=2\nExecStart=/bin/sh -c 'echo $V > "+a.dir+"/web.out; exec sleep 1000'\n")
+		h2 := submitFile(t, cli, "web.service", "[Service]\nEnvironment=V=2\nExecStart=/bin/sh -c 'echo $V > "+a.dir+"/web.out; exec sleep 1000'\n")
 		place(t, cli, "m1", "web.service", h2, unit.StateLaunched, lease)
 		waitUntil(t, 10*time.Second, "v2 running", func() bool {
 			raw, _ := os.ReadFile(a.dir + "/web.out")
@@ -278,7 +278,7 @@ func TestIntegrationReconcileFencing(t *testing.T) {
 	const ttl = 4 * time.Second
 	a := startAgent(t, cli, "m1", ttl)
 	old := a.lease.Info().ID
-	hash := submit(t, cli, "my-app@.service", appTemplate)
+	hash := submitFile(t, cli, "my-app@.service", appTemplate)
 	place(t, cli, "m1", "my-app@1.service", hash, unit.StateLaunched, old)
 	waitUntil(t, 10*time.Second, "running", func() bool { return a.running(t, "my-app@1.service") })
 
