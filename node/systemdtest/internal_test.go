@@ -5,8 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -64,6 +66,55 @@ func TestExecError(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.err.Error(); got != tc.want {
 				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// recorder is a testing.TB whose Skip and Fatal record the message and end the goroutine.
+type recorder struct {
+	testing.TB
+	skipped, failed string
+}
+
+func (r *recorder) Helper() {}
+func (r *recorder) Skip(args ...any) {
+	r.skipped = fmt.Sprint(args...)
+	runtime.Goexit()
+}
+func (r *recorder) Fatal(args ...any) {
+	r.failed = fmt.Sprint(args...)
+	runtime.Goexit()
+}
+
+func TestRequireWithoutDocker(t *testing.T) {
+	for _, tc := range []struct {
+		name, ci, require string
+		wantFail          bool
+	}{
+		{name: "skips by default"},
+		{name: "fails under CI", ci: "true", wantFail: true},
+		{name: "fails with KILN_REQUIRE_TOOLS", require: "1", wantFail: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("PATH", t.TempDir())
+			t.Setenv("CI", tc.ci)
+			t.Setenv("KILN_REQUIRE_TOOLS", tc.require)
+			r := &recorder{TB: t}
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				Require(r, "")
+				t.Error("Require returned without docker")
+			}()
+			wg.Wait()
+			msg := r.skipped
+			if tc.wantFail {
+				msg = r.failed
+			}
+			if !strings.Contains(msg, "docker is not installed") {
+				t.Errorf("skipped %q, failed %q", r.skipped, r.failed)
 			}
 		})
 	}

@@ -99,7 +99,8 @@ func TestIntegrationSystemdHost(t *testing.T) {
 }
 
 // TestIntegrationSystemdFaults proves the network and the fault helpers: two machines on one
-// network reach each other and this host, a clean stop runs units' ExecStop and a kill does not,
+// network reach each other, this host reaches them and they reach a listener of this host on the
+// network's gateway, a clean stop runs units' ExecStop and a kill does not,
 // files outside /run and the machine ID survive restarts, a reboot from inside boots again, and
 // nothing is left behind.
 func TestIntegrationSystemdFaults(t *testing.T) {
@@ -133,8 +134,22 @@ func TestIntegrationSystemdFaults(t *testing.T) {
 		if strings.TrimSpace(got) != "node-a" {
 			t.Errorf("greeting from b: %q", got)
 		}
-		if gw := n.Gateway(); !strings.Contains(a.Run("ip", "-4", "route"), gw) {
-			t.Errorf("route to the gateway %s missing", gw)
+		// A server of the test listening on the gateway (as etcd would) is reachable from b.
+		l, err := net.Listen("tcp", net.JoinHostPort(n.Gateway(), "0"))
+		if err != nil {
+			t.Fatalf("listen on the gateway: %v", err)
+		}
+		defer l.Close()
+		go func() {
+			c, err := l.Accept()
+			if err == nil {
+				_, _ = io.WriteString(c, "host\n")
+				_ = c.Close()
+			}
+		}()
+		got = b.Run("bash", "-c", `exec 3<>/dev/tcp/"$1" && cat <&3`, "bash", strings.Replace(l.Addr().String(), ":", "/", 1))
+		if strings.TrimSpace(got) != "host" {
+			t.Errorf("greeting from this host's listener on %s: %q", l.Addr(), got)
 		}
 
 		// Stop is a clean shutdown: ExecStop runs.
