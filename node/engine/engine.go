@@ -194,20 +194,23 @@ func (e *Engine) leadOnce(ctx context.Context, fence clientv3.Cmp, leaderKey str
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	events := e.c.Client.Watch(wctx, keys.Prefix, clientv3.WithPrefix(), clientv3.WithRev(st.rev+1))
+	tick := e.c.Clock.After(e.c.Interval)
 	for {
 		if err := e.reconcile(ctx, st, fence); err != nil {
 			return err
 		}
-		// wait for a change or the tick
-		var tick <-chan time.Time = e.c.Clock.After(e.c.Interval)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick:
-			continue
-		case resp, ok := <-events:
-			if err := st.applyWatch(resp, ok, leaderKey); err != nil {
-				return err
+		// wait for a change that matters, or the tick (which plans whatever happened)
+		for !st.dirty {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick:
+				tick = e.c.Clock.After(e.c.Interval)
+				st.dirty = true
+			case resp, ok := <-events:
+				if err := st.applyWatch(resp, ok, leaderKey); err != nil {
+					return err
+				}
 			}
 		}
 		// settle: take every change that follows closely
@@ -229,6 +232,7 @@ func (e *Engine) leadOnce(ctx context.Context, fence clientv3.Cmp, leaderKey str
 // reconcile plans and applies; it returns errResync when a write's compare failed.
 func (e *Engine) reconcile(ctx context.Context, st *state, fence clientv3.Cmp) error {
 	start := time.Now()
+	st.dirty = false
 	first, second, sum := st.plan()
 	if len(first)+len(second) == 0 {
 		return nil
@@ -246,6 +250,9 @@ func (e *Engine) reconcile(ctx context.Context, st *state, fence clientv3.Cmp) e
 		if err != nil {
 			break
 		}
+	}
+	if err == nil {
+		st.dirty = false // the engine's own writes need no new plan
 	}
 	e.log.Info("engine applied", "schedule", sum.schedule, "unschedule", sum.unschedule, "update", sum.update,
 		"unplaced", sum.unplaced, "written", n, "plan", planned.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond), "err", err)

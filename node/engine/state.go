@@ -27,6 +27,9 @@ type state struct {
 	unplaced   map[string]kvEntry            // unit
 	election   map[string]bool               // the election's keys
 	templates  map[string]*unit.Unit         // parsed template files, by hash and name
+	// dirty is set by every change that may change the plan (a report only when its unit
+	// waits for a machine).
+	dirty bool
 }
 
 type unitEntry struct {
@@ -40,6 +43,9 @@ type unitEntry struct {
 type kvEntry struct {
 	val string
 	rev int64
+	// a is the decoded placement (placements only); ok is false when the value is not one.
+	a  keys.Assignment
+	ok bool
 }
 
 type machineEntry struct {
@@ -113,6 +119,10 @@ func split(key, prefix string) (string, string, bool) {
 }
 
 func (st *state) put(key string, val []byte, rev, lease int64) {
+	if st.known(key, rev) {
+		return // the echo of the engine's own write, or an older event
+	}
+	st.touch(key)
 	switch {
 	case strings.HasPrefix(key, keys.Units):
 		name := strings.TrimPrefix(key, keys.Units)
@@ -154,7 +164,9 @@ func (st *state) put(key string, val []byte, rev, lease int64) {
 		if cur, ok := on[u]; ok && cur.rev > rev {
 			return // an older event than our own write
 		}
-		on[u] = kvEntry{val: string(val), rev: rev}
+		e := kvEntry{val: string(val), rev: rev}
+		e.a, e.ok = decodeAssignment(val)
+		on[u] = e
 	case strings.HasPrefix(key, keys.States):
 		m, u, ok := split(key, keys.States)
 		if !ok {
@@ -180,6 +192,10 @@ func (st *state) put(key string, val []byte, rev, lease int64) {
 }
 
 func (st *state) del(key string, rev int64) {
+	if st.gone(key, rev) {
+		return
+	}
+	st.touch(key)
 	switch {
 	case strings.HasPrefix(key, keys.Units):
 		delete(st.units, strings.TrimPrefix(key, keys.Units))
@@ -215,6 +231,61 @@ func (st *state) del(key string, rev int64) {
 	case strings.HasPrefix(key, keys.Election+"/"):
 		delete(st.election, key)
 	}
+}
+
+// known tells whether a placement or unplaced reason is cached at rev or later.
+func (st *state) known(key string, rev int64) bool {
+	if m, u, ok := split(key, keys.Schedule); ok {
+		cur, ok := st.placements[m][u]
+		return ok && cur.rev >= rev
+	}
+	if u, ok := strings.CutPrefix(key, keys.Unplaced); ok {
+		cur, ok := st.unplaced[u]
+		return ok && cur.rev >= rev
+	}
+	return false
+}
+
+// gone tells whether a deleted placement or unplaced reason is already gone from the cache, or
+// was written again after rev.
+func (st *state) gone(key string, rev int64) bool {
+	if m, u, ok := split(key, keys.Schedule); ok {
+		cur, ok := st.placements[m][u]
+		return !ok || cur.rev > rev
+	}
+	if u, ok := strings.CutPrefix(key, keys.Unplaced); ok {
+		cur, ok := st.unplaced[u]
+		return !ok || cur.rev > rev
+	}
+	return false
+}
+
+// touch marks the state dirty for a change of key. A report matters only for a scheduled
+// unit placed nowhere: it may be waiting for another machine to stop it.
+func (st *state) touch(key string) {
+	if st.dirty {
+		return
+	}
+	if _, u, ok := split(key, keys.States); ok {
+		e, known := st.units[u]
+		if !known || !e.rec.DesiredState.Scheduled() {
+			return
+		}
+		for _, on := range st.placements {
+			if _, placed := on[u]; placed {
+				return
+			}
+		}
+	}
+	if strings.HasPrefix(key, keys.Election+"/") {
+		return
+	}
+	st.dirty = true
+}
+
+func decodeAssignment(val []byte) (keys.Assignment, bool) {
+	a, err := decode[keys.Assignment](val)
+	return a, err == nil && a.Unit != ""
 }
 
 // op is one write: a put (or delete) of key, compared on its mod revision (0: absent).
@@ -310,18 +381,17 @@ func (st *state) plan() ([]op, []op, summary) {
 		reasons[un.Unit] = un.Reason
 	}
 
-	desired := map[string]map[string]string{}
+	desired := map[string]map[string]keys.Assignment{}
 	for _, pl := range p.Placements {
 		u := st.units[pl.Unit]
 		if !u.fleet.Global && !slices.Contains(current[pl.Unit], pl.Machine) && st.runsElsewhere(pl.Unit, pl.Machine) {
 			continue // wait until the other machine stopped it
 		}
 		a := keys.Assignment{Unit: pl.Unit, Hash: u.rec.Hash, State: u.rec.DesiredState, Lease: st.machines[pl.Machine].lease}
-		raw, _ := encode(a)
 		if desired[pl.Machine] == nil {
-			desired[pl.Machine] = map[string]string{}
+			desired[pl.Machine] = map[string]keys.Assignment{}
 		}
-		desired[pl.Machine][pl.Unit] = raw
+		desired[pl.Machine][pl.Unit] = a
 	}
 	var first, second []op
 	for m, on := range st.placements {
@@ -331,16 +401,18 @@ func (st *state) plan() ([]op, []op, summary) {
 			case !ok:
 				first = append(first, op{key: keys.Placement(m, u), rev: cur.rev, del: true})
 				sum.unschedule++
-			case want != cur.val:
-				second = append(second, op{key: keys.Placement(m, u), val: want, rev: cur.rev})
+			case !cur.ok || want != cur.a:
+				raw, _ := encode(want)
+				second = append(second, op{key: keys.Placement(m, u), val: raw, rev: cur.rev})
 				sum.update++
 			}
 		}
 	}
 	for m, on := range desired {
-		for u, val := range on {
+		for u, a := range on {
 			if _, ok := st.placements[m][u]; !ok {
-				second = append(second, op{key: keys.Placement(m, u), val: val})
+				raw, _ := encode(a)
+				second = append(second, op{key: keys.Placement(m, u), val: raw})
 				sum.schedule++
 			}
 		}
