@@ -12,6 +12,7 @@
 //	m.Kill(); m.Restart()                // a power cut, then a boot
 //	m.Stop(); m.Restart()                // a clean poweroff (units' ExecStop run), then a boot
 //	m.Reboot()                           // systemctl reboot inside, back when running again
+//	t.Run("sub", func(t *testing.T) { m := m.WithT(t); m.Run("true") }) // fail the subtest
 //
 // Several machines that must reach each other share a network:
 //
@@ -109,9 +110,14 @@ type Options struct {
 }
 
 // Machine is a running systemd container. Its methods are safe for concurrent use; those that
-// do not return an error fail the test.
+// do not return an error fail the test they are bound to: the one given to Start, or to WithT.
 type Machine struct {
-	t       testing.TB
+	t testing.TB
+	*machine
+}
+
+// machine is the state that the views of one machine (WithT) share.
+type machine struct {
 	name    string
 	network *Network
 	timeout time.Duration
@@ -122,6 +128,12 @@ type Machine struct {
 	watching bool // a goroutine boots the machine again after `systemctl reboot`
 	stop     chan struct{}
 	done     sync.WaitGroup
+}
+
+// WithT returns the same machine bound to t, for use in a subtest (a failure must end the
+// goroutine of the test that failed). The machine is still removed at the end of Start's test.
+func (m *Machine) WithT(t testing.TB) *Machine {
+	return &Machine{t: t, machine: m.machine}
 }
 
 // ExecError is the error of a command that ran in a machine and failed.
@@ -191,12 +203,11 @@ func Start(t testing.TB, opts Options) *Machine {
 	if network == nil {
 		network = NewNetwork(t) // its cleanup runs after the machine's, registered below
 	}
-	m := &Machine{
-		t:       t,
+	m := &Machine{t: t, machine: &machine{
 		name:    uniqueName(t),
 		network: network,
 		timeout: opts.BootTimeout,
-	}
+	}}
 	if m.timeout <= 0 {
 		m.timeout = DefaultBootTimeout
 	}

@@ -47,6 +47,7 @@ func TestIntegrationSystemdHost(t *testing.T) {
 	}
 
 	t.Run("systemctl", func(t *testing.T) {
+		m := m.WithT(t)
 		m.WriteFile("/run/systemd/system/kiln-probe.service", []byte(sleeper), 0o644)
 		m.Run("systemctl", "daemon-reload")
 		m.Run("systemctl", "start", "kiln-probe.service")
@@ -59,6 +60,7 @@ func TestIntegrationSystemdHost(t *testing.T) {
 	})
 
 	t.Run("system bus", func(t *testing.T) {
+		m := m.WithT(t)
 		out := m.Run("busctl", "--system", "get-property", "org.freedesktop.systemd1",
 			"/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", "SystemState")
 		if strings.TrimSpace(out) != `s "running"` {
@@ -73,6 +75,7 @@ func TestIntegrationSystemdHost(t *testing.T) {
 	})
 
 	t.Run("go-systemd from a static binary", func(t *testing.T) {
+		m := m.WithT(t)
 		list := m.Run("dbusprobe", "list")
 		if !strings.Contains(list, "dbus.service loaded active running") ||
 			!strings.Contains(list, "systemd-journald.service loaded active running") {
@@ -90,6 +93,7 @@ func TestIntegrationSystemdHost(t *testing.T) {
 	})
 
 	t.Run("failing command", func(t *testing.T) {
+		m := m.WithT(t)
 		out, err := m.Exec(context.Background(), "systemctl", "is-active", "no-such.service")
 		var ee *systemdtest.ExecError
 		if !errors.As(err, &ee) || ee.ExitCode == 0 || strings.TrimSpace(out) != "inactive" {
