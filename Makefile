@@ -18,6 +18,8 @@ DEB_PKGS   := libblkid-dev:/usr/include/blkid/blkid.h \
 DEB_PKGS   += qemu-system-x86:qemu-system-x86_64 ipxe-qemu:/usr/lib/ipxe/qemu/efi-virtio.rom \
               busybox-static:/usr/share/doc/busybox-static xorriso:xorriso \
               isolinux:/usr/lib/ISOLINUX/isolinux.bin syslinux-common:/usr/lib/syslinux/modules/bios/ldlinux.c32
+# GRUB's network boot image for the PXE server's GRUB boot test (bootstrap/pxe).
+DEB_PKGS   += grub-common:grub-mkimage grub-pc-bin:/usr/lib/grub/i386-pc/pxe.mod
 # The systemd node image of the tests (node/systemdtest): the docker CLI and debootstrap.
 DEB_PKGS   += docker.io:docker debootstrap:debootstrap
 

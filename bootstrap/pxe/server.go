@@ -185,7 +185,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("query", redact(r.URL.RawQuery)),
 			slog.Int("status", rw.status), slog.Int64("bytes", rw.bytes), slog.Duration("duration", time.Since(start)),
-			slog.String("remote", r.RemoteAddr), slog.String("node", rw.node))
+			slog.String("remote", r.RemoteAddr), slog.String("node", rw.node), slog.String("agent", r.UserAgent()))
 	}
 }
 
@@ -328,13 +328,29 @@ func (s *Server) baseURL(r *http.Request) (string, bool) {
 	if s.base != "" {
 		return s.base, true
 	}
-	if !validHost(r.Host) {
+	host := r.Host
+	if !validHost(host) {
 		return "", false
 	}
-	if r.TLS != nil {
-		return "https://" + r.Host, true
+	// GRUB's HTTP client leaves the port out of its Host header: the port is the one it
+	// connected to.
+	if strings.HasPrefix(r.UserAgent(), "GRUB") && !hasPort(host) {
+		if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			if _, port, err := net.SplitHostPort(la.String()); err == nil {
+				host = net.JoinHostPort(strings.Trim(host, "[]"), port)
+			}
+		}
 	}
-	return "http://" + r.Host, true
+	if r.TLS != nil {
+		return "https://" + host, true
+	}
+	return "http://" + host, true
+}
+
+// hasPort reports whether a Host header names a port.
+func hasPort(host string) bool {
+	i := strings.LastIndexByte(host, ':')
+	return i >= 0 && i > strings.LastIndexByte(host, ']')
 }
 
 // validHost accepts host names, IPv4 and bracketed IPv6 addresses with an optional port: nothing

@@ -1,8 +1,11 @@
 package pxe
 
 import (
+	"context"
 	"errors"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -408,6 +411,32 @@ func TestCheckAssets(t *testing.T) {
 				if strings.Contains(lb.String(), n) {
 					t.Errorf("log holds %q:\n%s", n, lb.String())
 				}
+			}
+		})
+	}
+}
+
+// GRUB leaves the port out of its Host header: its scripts use the port it connected to.
+func TestGRUBHostWithoutPort(t *testing.T) {
+	f := newFixture(t, specText("flatcar", "stable", testNodes))
+	s, _ := newTestServer(t, f, nil)
+	for _, tc := range []struct {
+		name, agent, host, want string
+	}{
+		{"GRUB", "GRUB 2.06-13+deb12u2", "10.0.2.2", "linux (http,10.0.2.2:8123)/assets/"},
+		{"GRUB with a port", "GRUB 2.06", "10.0.2.2:9000", "linux (http,10.0.2.2:9000)/assets/"},
+		{"GRUB over IPv6", "GRUB 2.06", "[fd00::1]", "linux '(http,[fd00::1]:8123)/assets/"},
+		{"another client keeps its Host", "curl/8.0", "boot.example.com", "linux (http,boot.example.com)/assets/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/grub?mac=52:54:00:aa:bb:01", nil)
+			r.Host = tc.host
+			r.Header.Set("User-Agent", tc.agent)
+			r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8123}))
+			w := httptest.NewRecorder()
+			s.ServeHTTP(w, r)
+			if b := w.Body.String(); !strings.Contains(b, tc.want) {
+				t.Errorf("script lacks %q:\n%s", tc.want, b)
 			}
 		})
 	}
