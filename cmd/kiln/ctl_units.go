@@ -79,6 +79,20 @@ func unitArgs(a []string, needFile bool) ([]submit.File, error) {
 	return files, errors.Join(errs...)
 }
 
+// parseAll checks every file given with its text before anything is sent to etcd.
+func parseAll(files []submit.File) error {
+	var errs []error
+	for _, f := range files {
+		if len(f.Text) == 0 {
+			continue
+		}
+		if _, err := submit.Parse(f); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // unitErr classifies an error of the submit package.
 func unitErr(err error) error {
 	if err == nil {
@@ -125,6 +139,9 @@ instances are started by name.`,
 			if err != nil {
 				return userErr(err)
 			}
+			if err := parseAll(files); err != nil {
+				return userErr(err)
+			}
 			cli, ctx, cancel, err := ctlClient(cmd)
 			if err != nil {
 				return err
@@ -150,6 +167,9 @@ func newCtlStateCmd(use, short string, state unit.State, example string) *cobra.
 		RunE: func(cmd *cobra.Command, a []string) error {
 			files, err := unitArgs(a, false)
 			if err != nil {
+				return userErr(err)
+			}
+			if err := parseAll(files); err != nil {
 				return userErr(err)
 			}
 			cli, ctx, cancel, err := ctlClient(cmd)
@@ -268,6 +288,9 @@ func newCtlListUnitFilesCmd() *cobra.Command {
 			}
 			out := []row{}
 			for _, u := range units {
+				if !u.Submitted {
+					continue
+				}
 				r := row{Name: u.Name, Hash: u.Hash, DesiredState: u.DesiredState, State: u.State, Target: []string{}}
 				for _, p := range u.Placements {
 					r.Target = append(r.Target, p.Machine)

@@ -16,7 +16,9 @@ import (
 // UnitStatus is what the cluster knows of a unit, for kiln ctl: what the operator asked, where
 // the engine placed it, what the agents report, or why it has no machine.
 type UnitStatus struct {
-	Name         string     `json:"name"`
+	Name string `json:"name"`
+	// Submitted is false for a unit that was destroyed and is still being taken down.
+	Submitted    bool       `json:"submitted"`
 	Hash         unit.Hash  `json:"hash"`
 	DesiredState unit.State `json:"desiredState"`
 	// State is what is placed: launched or loaded when some machine has the unit, else
@@ -62,7 +64,7 @@ func Units(ctx context.Context, kv clientv3.KV) ([]UnitStatus, error) {
 			return nil, fmt.Errorf("%s: %w", kvp.Key, err)
 		}
 		s := get(rec.Name)
-		s.Hash, s.DesiredState = rec.Hash, rec.DesiredState
+		s.Hash, s.DesiredState, s.Submitted = rec.Hash, rec.DesiredState, true
 	}
 	reports := map[[2]string]*keys.UnitReport{}
 	for _, kvp := range resp.Responses[2].GetResponseRange().Kvs {
@@ -95,8 +97,8 @@ func Units(ctx context.Context, kv clientv3.KV) ([]UnitStatus, error) {
 	}
 	for _, kvp := range resp.Responses[3].GetResponseRange().Kvs {
 		var r keys.UnplacedReason
-		if json.Unmarshal(kvp.Value, &r) == nil {
-			get(strings.TrimPrefix(string(kvp.Key), keys.Unplaced)).Unplaced = r.Reason
+		if s, ok := byName[strings.TrimPrefix(string(kvp.Key), keys.Unplaced)]; ok && s.Submitted && json.Unmarshal(kvp.Value, &r) == nil {
+			s.Unplaced = r.Reason
 		}
 	}
 	out := make([]UnitStatus, 0, len(byName))
