@@ -99,7 +99,17 @@ func (l *Lease) KeepAlive(ctx context.Context, id clientv3.LeaseID) (<-chan *cli
 			i.Live = false
 			return true
 		})
-		for r := range in {
+		for {
+			var r *clientv3.LeaseKeepAliveResponse
+			var ok bool
+			select {
+			case r, ok = <-in:
+			case <-ctx.Done():
+				return
+			}
+			if !ok {
+				return
+			}
 			at := l.now()
 			l.update(func(i *LeaseInfo) bool {
 				if i.ID == id && r.TTL > 0 {

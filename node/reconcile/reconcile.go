@@ -108,6 +108,9 @@ type Reconciler struct {
 	since    map[string]sinceState
 	errs     map[string]string
 	fenced   bool
+	// uncertain are starts that returned an error after which the unit may run anyway (a
+	// timeout): they count as started until a status shows the unit not running.
+	uncertain map[string]bool
 }
 
 type sinceState struct {
@@ -136,7 +139,7 @@ func New(c Config) (*Reconciler, error) {
 	r := &Reconciler{
 		c: c, log: log, wake: make(chan struct{}, 1), assigned: map[string]keys.Assignment{},
 		started: map[string]unit.Hash{}, texts: map[unit.Hash][]byte{}, reported: map[string]string{},
-		since: map[string]sinceState{}, errs: map[string]string{},
+		since: map[string]sinceState{}, errs: map[string]string{}, uncertain: map[string]bool{},
 	}
 	r.loadStarted()
 	return r, nil
@@ -166,18 +169,29 @@ func (r *Reconciler) Run(ctx context.Context) error {
 func (r *Reconciler) loop(ctx context.Context) {
 	for {
 		r.pass(ctx)
-		wait := r.c.Interval
-		if d, ok := r.untilFence(); ok && d < wait {
-			wait = max(d, time.Millisecond)
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.wake:
 		case <-r.c.Lease.Changes():
-		case <-r.c.Clock.After(wait):
+		case <-r.c.Clock.After(r.nextWait()):
 		}
 	}
+}
+
+// nextWait is the time to the next pass without a wake-up: the tick, or the fence when it
+// comes first, or a short retry when a fence could not stop everything.
+func (r *Reconciler) nextWait() time.Duration {
+	wait := r.c.Interval
+	if len(r.started) == 0 {
+		return wait
+	}
+	l := r.c.Lease.Info()
+	now := r.c.Clock.Now()
+	if !r.leaseOK(l, now) {
+		return min(wait, 250*time.Millisecond)
+	}
+	return min(wait, max(r.fenceAt(l).Sub(now), time.Millisecond))
 }
 
 // fenceAt is when the agent must have stopped everything: the lease's last renewal plus its
@@ -193,15 +207,6 @@ func (r *Reconciler) margin(l LeaseInfo) time.Duration {
 	return max(l.TTL*3/10, time.Second)
 }
 
-// untilFence is the time left before the fence, when something runs.
-func (r *Reconciler) untilFence() (time.Duration, bool) {
-	l := r.c.Lease.Info()
-	if !l.Live || len(r.started) == 0 {
-		return 0, false
-	}
-	return r.fenceAt(l).Sub(r.c.Clock.Now()), true
-}
-
 // leaseOK tells whether units may run: the lease is live and was renewed recently enough.
 func (r *Reconciler) leaseOK(l LeaseInfo, now time.Time) bool {
 	return l.Live && l.ID != 0 && now.Before(r.fenceAt(l))
@@ -214,21 +219,23 @@ func (r *Reconciler) pass(ctx context.Context) {
 	l := r.c.Lease.Info()
 	now := r.c.Clock.Now()
 	if !r.leaseOK(l, now) {
-		if len(r.started) > 0 || !r.fenced {
+		if len(r.started) > 0 {
 			// Stop before the lease can expire: SIGKILL when a third of the margin is left.
 			var budget time.Duration
 			if l.ID != 0 {
 				budget = l.Renewed.Add(l.TTL - r.margin(l)/3).Sub(now)
 			}
-			if len(r.started) > 0 {
-				r.log.Warn("lease not renewed: fencing, stopping every unit", "lease", fmt.Sprintf("%x", l.ID),
-					"live", l.Live, "renewed", l.Renewed, "ttl", l.TTL)
-			}
+			r.log.Warn("lease not renewed: fencing, stopping every unit", "lease", fmt.Sprintf("%x", l.ID),
+				"live", l.Live, "renewed", l.Renewed, "ttl", l.TTL)
 			r.stopAll(ctx, "fence", max(budget, 100*time.Millisecond))
 			r.fenced = true
 		}
 		return
 	}
+	// Every call of the pass ends at the fence: a start that would run past it is cut short
+	// (the next pass fences).
+	ctx, cancel := context.WithDeadline(ctx, r.fenceAt(l))
+	defer cancel()
 	if r.fenced {
 		r.log.Info("lease renewed: running units again", "lease", fmt.Sprintf("%x", l.ID))
 		r.fenced = false
@@ -284,6 +291,12 @@ func (r *Reconciler) pass(ctx context.Context) {
 	cur := Current{Files: files, Started: r.started, Status: map[string]executor.Status{}}
 	for _, st := range statuses {
 		cur.Status[st.Name] = st
+		if r.uncertain[st.Name] {
+			delete(r.uncertain, st.Name)
+			if !st.Running() {
+				delete(r.started, st.Name) // the start did not happen: try again
+			}
+		}
 	}
 	for _, a := range Plan(want, cur, hold) {
 		r.apply(ctx, a)
@@ -333,11 +346,19 @@ func (r *Reconciler) apply(ctx context.Context, a Action) {
 		r.started[a.Name] = a.Hash
 		r.saveStarted()
 	case Start:
+		// Counted as started before the call, so that a fence stops it whatever happens.
+		r.started[a.Name] = a.Hash
+		r.saveStarted()
 		err = r.c.Executor.Start(ctx, a.Name)
-		if err == nil || errors.Is(err, executor.ErrJobFailed) {
+		switch {
+		case err == nil, errors.Is(err, executor.ErrJobFailed):
 			// Started, though maybe failed: its Restart= decides what comes next, not kiln.
-			r.started[a.Name] = a.Hash
+		case errors.Is(err, executor.ErrNotFound), errors.Is(err, executor.ErrName), errors.Is(err, executor.ErrBadSetting),
+			errors.Is(err, executor.ErrUnsupported):
+			delete(r.started, a.Name) // nothing was started
 			r.saveStarted()
+		default:
+			r.uncertain[a.Name] = true // may run: the next status tells
 		}
 	}
 	if err != nil {
@@ -388,6 +409,7 @@ func (r *Reconciler) stopAll(ctx context.Context, why string, budget time.Durati
 	defer cancel()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
+	stopped := map[string]bool{}
 	for n := range r.started {
 		wg.Add(1)
 		go func() {
@@ -399,12 +421,15 @@ func (r *Reconciler) stopAll(ctx context.Context, why string, budget time.Durati
 				r.log.Error("unit stop failed", "why", why, "unit", n, "err", err)
 				return
 			}
+			stopped[n] = true
 			r.log.Info("unit stopped", "why", why, "unit", n)
 		}()
 	}
 	wg.Wait()
-	// Even a failed stop ended in SIGKILL: nothing the agent started is left to count on.
-	r.started = map[string]unit.Hash{}
+	for n := range stopped {
+		delete(r.started, n)
+		delete(r.uncertain, n)
+	}
 	r.saveStarted()
 }
 
