@@ -251,7 +251,13 @@ func Run(ctx context.Context, o Options) error {
 	g.Go(func() error { return watchKey(ctx, cli, keys.RebootRequest(id), coord.Wake, log) })
 	g.Go(func() error { return healthLoop(ctx, pub, health) })
 	// every kiln-node is a candidate for the cluster's one scheduler engine
-	g.Go(func() error { return engine.New(engine.Config{Client: cli, ID: id, Log: log}).Run(ctx) })
+	// (campaigning under the machine's lease: no keep-alive of its own)
+	g.Go(func() error {
+		return engine.New(engine.Config{Client: cli, ID: id, Log: log, MachineLease: func() (clientv3.LeaseID, bool) {
+			l := lease.Info()
+			return l.ID, l.Live
+		}}).Run(ctx)
+	})
 	if c.UnitsDir != "" {
 		g.Go(func() error {
 			return submit.FirstStart(ctx, cli, c.UnitsDir, filepath.Join(c.DataDir, unitsSubmittedFile), log)

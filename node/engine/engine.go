@@ -69,6 +69,11 @@ type Config struct {
 	InFlight   int
 	Clock      Clock
 	Log        *slog.Logger
+	// MachineLease, when set, gives the machine's registry lease and whether it is live: the
+	// engine campaigns under it instead of a lease of its own, so that a candidate costs etcd
+	// no keep-alive of its own and the engine goes with its machine. A new leader then takes
+	// over within the machine lease's TTL.
+	MachineLease func() (clientv3.LeaseID, bool)
 	// OnLead is called (if set) with true when this engine becomes the leader and false when
 	// it stops being the leader.
 	OnLead func(leading bool)
@@ -134,12 +139,15 @@ func (e *Engine) Run(ctx context.Context) error {
 
 // term is one session: campaign, then lead until the session or leadership is lost.
 func (e *Engine) term(ctx context.Context) error {
-	ttl := int(e.c.SessionTTL.Round(time.Second) / time.Second)
-	sess, err := concurrency.NewSession(e.c.Client, concurrency.WithTTL(max(ttl, 1)), concurrency.WithContext(ctx))
+	sess, err := e.session(ctx)
 	if err != nil {
 		return fmt.Errorf("session: %w", err)
 	}
-	defer sess.Close() // revokes the lease: the next candidate takes over at once
+	if e.c.MachineLease != nil {
+		defer sess.Orphan() // the lease is the machine's: its registry entry lives on
+	} else {
+		defer sess.Close() // revokes the lease: the next candidate takes over at once
+	}
 	el := concurrency.NewElection(sess, keys.Election)
 	cctx, cancel := context.WithCancel(ctx)
 	go func() {
@@ -167,6 +175,25 @@ func (e *Engine) term(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// session is the election's session: under the machine's lease (waiting until it is live), or
+// under a lease of SessionTTL.
+func (e *Engine) session(ctx context.Context) (*concurrency.Session, error) {
+	if e.c.MachineLease == nil {
+		ttl := int(e.c.SessionTTL.Round(time.Second) / time.Second)
+		return concurrency.NewSession(e.c.Client, concurrency.WithTTL(max(ttl, 1)), concurrency.WithContext(ctx))
+	}
+	for {
+		if id, live := e.c.MachineLease(); live && id != clientv3.NoLease {
+			return concurrency.NewSession(e.c.Client, concurrency.WithLease(id), concurrency.WithContext(ctx))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-e.c.Clock.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // lead reconciles until ctx ends or leadership is lost.
