@@ -32,7 +32,7 @@ var (
 
 // binary is the built kiln or kiln-node: $KILN_BIN / $KILN_NODE_BIN when they exist, else
 // built once into a temporary directory (CGO_ENABLED=0, as shipped).
-func binary(t *testing.T, name, env string) string {
+func binary(t testing.TB, name, env string) string {
 	t.Helper()
 	if p := os.Getenv(env); p != "" {
 		if _, err := os.Stat(p); err == nil {
@@ -79,7 +79,7 @@ type kilnNode struct {
 	done chan struct{}
 }
 
-func newKilnNode(t *testing.T, c *etcdtest.Cluster, id string, extra ...string) *kilnNode {
+func newKilnNode(t testing.TB, c *etcdtest.Cluster, id string, extra ...string) *kilnNode {
 	t.Helper()
 	dir := t.TempDir()
 	tl := c.ClientTLS()
@@ -96,7 +96,7 @@ func newKilnNode(t *testing.T, c *etcdtest.Cluster, id string, extra ...string) 
 	return n
 }
 
-func (n *kilnNode) start(t *testing.T) {
+func (n *kilnNode) start(t testing.TB) {
 	t.Helper()
 	logf, err := os.OpenFile(filepath.Join(n.dir, "kiln-node.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -140,7 +140,7 @@ func (n *kilnNode) logTail() string {
 }
 
 // ctlRun runs the built kiln ctl against the cluster and returns its stdout.
-func ctlRun(t *testing.T, c *etcdtest.Cluster, args ...string) string {
+func ctlRun(t testing.TB, c *etcdtest.Cluster, args ...string) string {
 	t.Helper()
 	tl := c.ClientTLS()
 	cmd := exec.Command(binary(t, "kiln", "KILN_BIN"), append([]string{"ctl",
@@ -260,7 +260,7 @@ func (s *sampler) run(ctx context.Context, cli *clientv3.Client, tag string) {
 	}
 }
 
-func waitCond(t *testing.T, d time.Duration, what string, nodes []*kilnNode, cond func() bool) time.Duration {
+func waitCond(t testing.TB, d time.Duration, what string, nodes []*kilnNode, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for !cond() {
@@ -548,5 +548,59 @@ MachineMetadata=role=worker
 		if !slices.Equal(ms, []string{"w1", "w2", "w3"}) {
 			t.Fatalf("log-agent.service placed on %v", ms)
 		}
+	}
+}
+
+// BenchmarkRescheduleProcesses: the reschedule latency with kiln-node processes and their
+// default settings (lease TTL, engine, exec executor): 20 times, the kiln-node that runs
+// my-app@1 is killed (SIGKILL: its units die with it) and the time until the unit's process
+// runs on another machine is measured; the dead machine then comes back, so the cluster
+// keeps four.
+func BenchmarkRescheduleProcesses(b *testing.B) {
+	const trials = 20
+	for range b.N {
+		c := etcdtest.Start(b)
+		cli := c.Client(b)
+		tag := fmt.Sprintf("kiln-bench-%d", time.Now().UnixNano())
+		byID := map[string]*kilnNode{}
+		var nodes []*kilnNode
+		for i := range 4 {
+			n := newKilnNode(b, c, fmt.Sprintf("node%d", i+1))
+			n.start(b)
+			byID[n.id] = n
+			nodes = append(nodes, n)
+		}
+		unitFile := filepath.Join(b.TempDir(), "my-app@.service")
+		if err := os.WriteFile(unitFile, []byte(appUnit(tag)), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		ctlRun(b, c, "submit", unitFile)
+		ctlRun(b, c, "start", "my-app@1.service")
+		b.ResetTimer()
+		var lat []time.Duration
+		for trial := range trials {
+			var victim string
+			waitCond(b, 30*time.Second, "my-app@1 running", nodes, func() bool {
+				on, ok := runningOn(cli, tag, "1")
+				victim = on["1"]
+				return ok
+			})
+			killed := time.Now()
+			byID[victim].kill(syscall.SIGKILL)
+			waitCond(b, 30*time.Second, "my-app@1 running elsewhere", nodes, func() bool {
+				ms := copies(tag)["1"]
+				return len(ms) == 1 && ms[0] != victim
+			})
+			lat = append(lat, time.Since(killed))
+			byID[victim].start(b)
+			// the next death at another point of the keep-alive period
+			time.Sleep(time.Duration(300+trial%5*350) * time.Millisecond)
+		}
+		b.StopTimer()
+		slices.Sort(lat)
+		b.ReportMetric(lat[len(lat)-1].Seconds(), "p99-s")
+		b.ReportMetric(lat[len(lat)/2].Seconds(), "p50-s")
+		b.Logf("reschedule latency with kiln-node processes over %d trials: p50 %s, p99 %s", trials,
+			lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
 	}
 }
