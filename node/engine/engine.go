@@ -162,6 +162,8 @@ func (e *Engine) term(ctx context.Context) error {
 		return fmt.Errorf("campaign: %w", err)
 	}
 	e.log.Info("engine leading", "key", el.Key(), "rev", el.Rev())
+	leading.Set(1)
+	defer leading.Set(0)
 	if e.c.OnLead != nil {
 		e.c.OnLead(true)
 		defer e.c.OnLead(false)
@@ -261,10 +263,12 @@ func (e *Engine) reconcile(ctx context.Context, st *state, fence clientv3.Cmp) e
 	start := time.Now()
 	st.dirty = false
 	first, second, sum := st.plan()
+	planned := time.Since(start)
+	plans.Observe(planned.Seconds())
+	unplacedUnits.Set(float64(sum.reasons))
 	if len(first)+len(second) == 0 {
 		return nil
 	}
-	planned := time.Since(start)
 	n := 0
 	var err error
 	for _, ops := range [][]op{first, second} {
@@ -280,6 +284,12 @@ func (e *Engine) reconcile(ctx context.Context, st *state, fence clientv3.Cmp) e
 	}
 	if err == nil {
 		st.dirty = false // the engine's own writes need no new plan
+		writes.WithLabelValues("schedule").Add(float64(sum.schedule))
+		writes.WithLabelValues("unschedule").Add(float64(sum.unschedule))
+		writes.WithLabelValues("update").Add(float64(sum.update))
+		writes.WithLabelValues("unplaced").Add(float64(sum.unplaced))
+	} else if errors.Is(err, errResync) {
+		conflicts.Inc()
 	}
 	e.log.Info("engine applied", "schedule", sum.schedule, "unschedule", sum.unschedule, "update", sum.update,
 		"unplaced", sum.unplaced, "written", n, "plan", planned.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond), "err", err)

@@ -296,7 +296,8 @@ type op struct {
 	del bool
 }
 
-type summary struct{ schedule, unschedule, update, unplaced int }
+// summary counts a plan's writes, and the units without a machine (reasons).
+type summary struct{ schedule, unschedule, update, unplaced, reasons int }
 
 // running are the ActiveStates of a unit that may be running.
 func running(active string) bool {
@@ -422,6 +423,7 @@ func (st *state) plan() ([]op, []op, summary) {
 			first = append(first, op{key: keys.UnplacedUnit(u), rev: cur.rev, del: true})
 		}
 	}
+	sum.reasons = len(reasons)
 	for u, reason := range reasons {
 		raw, _ := encode(keys.UnplacedReason{Unit: u, Reason: reason})
 		cur, ok := st.unplaced[u]
