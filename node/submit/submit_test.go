@@ -151,3 +151,32 @@ func hashOf(t *testing.T) unit.Hash {
 	}
 	return u.Hash()
 }
+
+// TestReadDirExampleUnits reads the bundled example units with a manifest in the generator's
+// shape (bootstrap/render writes state for every unit).
+func TestReadDirExampleUnits(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"my-app@.service", "node-exporter.service"} {
+		raw, err := os.ReadFile(filepath.Join("..", "..", "configs", "examples", "units", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(t, dir, map[string]string{name: string(raw)})
+	}
+	write(t, dir, map[string]string{"units.yaml": "units:\n    - name: my-app@.service\n      instances: 2\n      state: launched\n    - name: node-exporter.service\n      state: launched\n"})
+	plan, _, err := submit.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range plan {
+		got = append(got, p.Unit.Name+"="+string(p.State))
+	}
+	want := "my-app@.service=inactive my-app@1.service=launched my-app@2.service=launched node-exporter.service=launched"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("got %v, want %s", got, want)
+	}
+	if !plan[1].Unit.Fleet.ConflictsWith("my-app@2.service") {
+		t.Fatal("the example's instances do not conflict")
+	}
+}
