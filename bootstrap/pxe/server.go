@@ -93,10 +93,12 @@ func New(cfg Config, first *render.Compiled) (*Server, error) {
 	s.assets = root
 	var st *state
 	if first == nil {
-		if st, first, err = s.compile(); err != nil {
-			return nil, err
-		}
-	} else if st, err = build(first, cfg.TokenSecret); err != nil {
+		st, first, err = s.compile()
+	} else {
+		st, err = build(first, cfg.TokenSecret)
+	}
+	if err != nil {
+		root.Close()
 		return nil, err
 	}
 	s.fingerprint = fingerprint(st.watched)
