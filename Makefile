@@ -141,6 +141,7 @@ bench: build
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./bootstrap/spec
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./node/unit
+	$(GO) test -run '^$$' -fuzz FuzzAssetPath -fuzztime 60s ./bootstrap/pxe
 
 clean:
 	rm -rf $(BIN) $(OUT)
