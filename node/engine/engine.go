@@ -288,11 +288,12 @@ func (e *Engine) reconcile(ctx context.Context, st *state, fence clientv3.Cmp) e
 		writes.WithLabelValues("unschedule").Add(float64(sum.unschedule))
 		writes.WithLabelValues("update").Add(float64(sum.update))
 		writes.WithLabelValues("unplaced").Add(float64(sum.unplaced))
+		writes.WithLabelValues("file-removal").Add(float64(sum.files))
 	} else if errors.Is(err, errResync) {
 		conflicts.Inc()
 	}
 	e.log.Info("engine applied", "schedule", sum.schedule, "unschedule", sum.unschedule, "update", sum.update,
-		"unplaced", sum.unplaced, "written", n, "plan", planned.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond), "err", err)
+		"unplaced", sum.unplaced, "files", sum.files, "written", n, "plan", planned.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond), "err", err)
 	return err
 }
 
@@ -310,9 +311,24 @@ func (e *Engine) apply(ctx context.Context, ops []op, fence clientv3.Cmp) ([]wri
 		rev  int64
 		fail bool
 	}
+	// etcd takes at most 128 compares and 128 operations per transaction (its default
+	// --max-txn-ops): one compare is the fence, each op has one or two
 	var chunks []*chunk
-	for i := 0; i < len(ops); i += e.c.Batch {
-		chunks = append(chunks, &chunk{ops: ops[i:min(i+e.c.Batch, len(ops))]})
+	for start := 0; start < len(ops); {
+		end, cmps := start, 1
+		for end < len(ops) && end-start < e.c.Batch {
+			n := 1
+			if ops[end].guard != nil {
+				n++
+			}
+			if cmps+n > DefaultBatch+1 {
+				break
+			}
+			cmps += n
+			end++
+		}
+		chunks = append(chunks, &chunk{ops: ops[start:end]})
+		start = end
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(e.c.InFlight)
@@ -326,6 +342,9 @@ func (e *Engine) apply(ctx context.Context, ops []op, fence clientv3.Cmp) ([]wri
 					cmps = append(cmps, clientv3.Compare(clientv3.Version(o.key), "=", 0))
 				} else {
 					cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(o.key), "=", o.rev))
+				}
+				if o.guard != nil {
+					cmps = append(cmps, *o.guard)
 				}
 				if o.del {
 					puts = append(puts, clientv3.OpDelete(o.key))

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -101,7 +99,7 @@ func runEngine(t *testing.T, cli *clientv3.Client, id string) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	e := engine.New(engine.Config{Client: cli, ID: id, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	e := engine.New(engine.Config{Client: cli, ID: id, Log: quietLog()})
 	go func() { defer close(done); _ = e.Run(ctx) }()
 	stop = func() { cancel(); <-done }
 	t.Cleanup(stop)

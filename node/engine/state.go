@@ -18,9 +18,13 @@ import (
 // state is the leader's view of the cluster: read once, then kept up to date from the watch
 // and from its own writes.
 type state struct {
-	rev        int64
-	units      map[string]*unitEntry
-	files      map[string][]byte // by hash
+	rev      int64
+	units    map[string]*unitEntry
+	files    map[string][]byte // by hash
+	fileRevs map[string]int64  // the files' mod revisions
+	// unitsRev is the newest revision of a unit record the engine has seen: a file no record
+	// refers to is deleted only if no record was written since (a prefix compare).
+	unitsRev   int64
 	machines   map[string]machineEntry
 	placements map[string]map[string]kvEntry // machine → unit
 	reports    map[string]map[string]string  // unit → machine → ActiveState
@@ -55,7 +59,7 @@ type machineEntry struct {
 
 func newState() *state {
 	return &state{
-		units: map[string]*unitEntry{}, files: map[string][]byte{}, machines: map[string]machineEntry{},
+		units: map[string]*unitEntry{}, files: map[string][]byte{}, fileRevs: map[string]int64{}, machines: map[string]machineEntry{},
 		placements: map[string]map[string]kvEntry{}, reports: map[string]map[string]string{},
 		unplaced: map[string]kvEntry{}, election: map[string]bool{}, templates: map[string]*unit.Unit{},
 	}
@@ -69,6 +73,7 @@ func load(ctx context.Context, kv clientv3.KV) (*state, error) {
 		return nil, err
 	}
 	st.rev = resp.Header.Revision
+	st.unitsRev = resp.Header.Revision
 	for _, kvp := range resp.Kvs {
 		st.put(string(kvp.Key), kvp.Value, kvp.ModRevision, kvp.Lease)
 	}
@@ -125,6 +130,7 @@ func (st *state) put(key string, val []byte, rev, lease int64) {
 	st.touch(key)
 	switch {
 	case strings.HasPrefix(key, keys.Units):
+		st.unitsRev = max(st.unitsRev, rev)
 		name := strings.TrimPrefix(key, keys.Units)
 		rec, err := decode[keys.Submitted](val)
 		if err != nil || rec.Name != name {
@@ -136,6 +142,7 @@ func (st *state) put(key string, val []byte, rev, lease int64) {
 		st.units[name] = &unitEntry{rec: rec}
 	case strings.HasPrefix(key, keys.UnitFiles):
 		h := strings.TrimPrefix(key, keys.UnitFiles)
+		st.fileRevs[h] = rev
 		if _, ok := st.files[h]; !ok {
 			st.files[h] = val
 			for _, u := range st.units {
@@ -201,6 +208,7 @@ func (st *state) del(key string, rev int64) {
 		delete(st.units, strings.TrimPrefix(key, keys.Units))
 	case strings.HasPrefix(key, keys.UnitFiles):
 		delete(st.files, strings.TrimPrefix(key, keys.UnitFiles))
+		delete(st.fileRevs, strings.TrimPrefix(key, keys.UnitFiles))
 	case strings.HasPrefix(key, keys.Machines):
 		delete(st.machines, strings.TrimPrefix(key, keys.Machines))
 	case strings.HasPrefix(key, keys.Schedule):
@@ -288,16 +296,18 @@ func decodeAssignment(val []byte) (keys.Assignment, bool) {
 	return a, err == nil && a.Unit != ""
 }
 
-// op is one write: a put (or delete) of key, compared on its mod revision (0: absent).
+// op is one write: a put (or delete) of key, compared on its mod revision (0: absent), and on
+// guard if set.
 type op struct {
-	key string
-	val string
-	rev int64
-	del bool
+	key   string
+	val   string
+	rev   int64
+	del   bool
+	guard *clientv3.Cmp
 }
 
 // summary counts a plan's writes, and the units without a machine (reasons).
-type summary struct{ schedule, unschedule, update, unplaced, reasons int }
+type summary struct{ schedule, unschedule, update, unplaced, files, reasons int }
 
 // running are the ActiveStates of a unit that may be running.
 func running(active string) bool {
@@ -421,6 +431,24 @@ func (st *state) plan() ([]op, []op, summary) {
 	for u, cur := range st.unplaced {
 		if _, ok := reasons[u]; !ok {
 			first = append(first, op{key: keys.UnplacedUnit(u), rev: cur.rev, del: true})
+		}
+	}
+	// unit files no record and no placement refers to (destroyed units'), kept while a record
+	// written since the engine's view could refer to them
+	used := map[string]bool{}
+	for _, u := range st.units {
+		used[u.rec.Hash.String()] = true
+	}
+	for _, on := range st.placements {
+		for _, cur := range on {
+			used[cur.a.Hash.String()] = true
+		}
+	}
+	for h, rev := range st.fileRevs {
+		if !used[h] {
+			guard := clientv3.Compare(clientv3.ModRevision(keys.Units), "<", st.unitsRev+1).WithPrefix()
+			first = append(first, op{key: keys.UnitFile(h), rev: rev, del: true, guard: &guard})
+			sum.files++
 		}
 	}
 	sum.reasons = len(reasons)
