@@ -37,12 +37,6 @@ const (
 	RequestTTL = 30
 )
 
-// Errors users read.
-var (
-	ErrNoAnswer = errors.New("the machine did not answer (is its kiln-node running?)")
-	ErrNoLog    = errors.New("no log for this unit on the machine")
-)
-
 // Source reads the last n lines of a unit's log on this machine.
 type Source func(ctx context.Context, unit string, n int) ([]string, error)
 
