@@ -25,15 +25,28 @@ func TestE2EPXEBoot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots QEMU machines")
 	}
-	kit := testboot.Require(t)
+	bootCluster(t, "flatcar", "stable", []string{"52:54:00:e2:e0:01", "52:54:00:e2:e0:02", "52:54:00:e2:e0:03"})
+}
 
+// TestE2EPXEBootFCOS boots a machine of a Fedora CoreOS cluster the same way: its script names
+// the initramfs (initrd --name main, initrd=main) as Fedora CoreOS's live PXE boot does.
+func TestE2EPXEBootFCOS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a QEMU machine")
+	}
+	bootCluster(t, "fcos", "testing", []string{"52:54:00:e2:e3:01"})
+}
+
+// bootCluster serves a cluster of os and channel with one node per MAC, boots a machine per MAC
+// at once, and checks that each printed its own node's config.
+func bootCluster(t *testing.T, osName, channel string, macs []string) {
+	kit := testboot.Require(t)
 	nodes := "nodes:\n"
-	macs := []string{"52:54:00:e2:e0:01", "52:54:00:e2:e0:02", "52:54:00:e2:e0:03"}
 	for i, mac := range macs {
 		nodes += fmt.Sprintf("  - {name: n%d, mac: %q, kernelArgs: [panic=-1, quiet]}\n", i+1, mac)
 	}
-	f := newFixture(t, specText("flatcar", "stable", nodes))
-	a := AssetPaths("flatcar", "stable")
+	f := newFixture(t, specText(osName, channel, nodes))
+	a := AssetPaths(osName, channel)
 	copyFile(t, kit.Kernel.Vmlinuz, filepath.Join(f.assets, a.Kernel))
 	if err := os.MkdirAll(filepath.Dir(filepath.Join(f.assets, a.Initrd)), 0o755); err != nil {
 		t.Fatal(err)
@@ -103,7 +116,7 @@ func TestE2EPXEBoot(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	t.Logf("three machines booted in %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("all %d booted in %v", len(macs), time.Since(start).Round(time.Millisecond))
 
 	// Each machine went the whole way: boot.ipxe, its own script, the kernel and initrd, and its
 	// own config with its token.
