@@ -122,9 +122,13 @@ var errDeposed = errors.New("no longer the leader")
 func (e *Engine) Run(ctx context.Context) error {
 	backoff := 250 * time.Millisecond
 	for ctx.Err() == nil {
+		started := time.Now()
 		err := e.term(ctx)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if time.Since(started) > time.Minute {
+			backoff = 250 * time.Millisecond // a long term: the trouble is new
 		}
 		e.log.Warn("engine term ended", "err", err)
 		select {
@@ -200,12 +204,23 @@ func (e *Engine) session(ctx context.Context) (*concurrency.Session, error) {
 
 // lead reconciles until ctx ends or leadership is lost.
 func (e *Engine) lead(ctx context.Context, fence clientv3.Cmp, leaderKey string) error {
+	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
+		started := time.Now()
 		err := e.leadOnce(ctx, fence, leaderKey)
-		if errors.Is(err, errResync) {
-			continue
+		if !errors.Is(err, errResync) {
+			return err
 		}
-		return err
+		// read the cluster again; back off when that keeps happening
+		if time.Since(started) > 10*time.Second {
+			backoff = 50 * time.Millisecond
+		}
+		e.log.Debug("engine reads the cluster again", "after", backoff)
+		select {
+		case <-ctx.Done():
+		case <-e.c.Clock.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
 	}
 	return nil
 }
