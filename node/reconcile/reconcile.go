@@ -99,6 +99,8 @@ type Reconciler struct {
 	mu       sync.Mutex
 	assigned map[string]keys.Assignment // the machine's placements, from etcd
 	synced   bool                       // assigned was read at least once
+	passed   bool                       // a pass ran with the placements
+	unwell   []string                   // launched units that do not run, as of the last pass
 
 	// Owned by the loop goroutine.
 	started  map[string]unit.Hash
@@ -302,6 +304,42 @@ func (r *Reconciler) pass(ctx context.Context) {
 		r.apply(ctx, a)
 	}
 	r.report(ctx, l, assigned, want, notes)
+	var unwell []string
+	for _, n := range names {
+		w, ok := want[n]
+		if !ok || !w.Launch {
+			continue
+		}
+		switch st, seen := cur.Status[n]; {
+		case hold[n] || notes[n] != "":
+			unwell = append(unwell, n+" (held)")
+		case r.started[n] != w.Hash:
+			unwell = append(unwell, n+" (not started)")
+		case seen && st.ActiveState == executor.Failed:
+			unwell = append(unwell, n+" (failed)")
+		}
+	}
+	r.mu.Lock()
+	r.passed, r.unwell = true, unwell
+	r.mu.Unlock()
+}
+
+// Health tells whether the units placed on the machine to run do: an error names those that
+// failed or were not started (as of the last pass), or says that no pass has run yet while
+// etcd is reachable. The reboot coordinator releases a reboot slot only once it is nil.
+func (r *Reconciler) Health(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.passed {
+		if r.c.Lease.Info().Live {
+			return errors.New("units: placements not reconciled yet")
+		}
+		return nil
+	}
+	if len(r.unwell) > 0 {
+		return fmt.Errorf("units not running: %s", strings.Join(r.unwell, ", "))
+	}
+	return nil
 }
 
 // names are the units the pass looks at: wanted and started, sorted.

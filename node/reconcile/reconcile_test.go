@@ -173,6 +173,7 @@ func TestIntegrationReconcile(t *testing.T) {
 			r, _ := report(t, cli, "m1", "my-app@1.service")
 			return r != nil && r.ActiveState == executor.Active
 		})
+		waitUntil(t, 5*time.Second, "healthy", func() bool { return a.rec.Health(context.Background()) == nil })
 		r, resp := report(t, cli, "m1", "my-app@1.service")
 		if clientv3.LeaseID(resp.Kvs[0].Lease) != lease || r.Hash != hash || r.SubState != "running" || r.LoadState != "loaded" || r.Since.IsZero() {
 			t.Errorf("report %+v under lease %x, want lease %x", r, resp.Kvs[0].Lease, lease)
@@ -229,7 +230,11 @@ func TestIntegrationReconcile(t *testing.T) {
 		if s := states["crash.service"]; s.Starts != 1 || s.ActiveState != executor.Failed {
 			t.Errorf("the agent restarted a failed unit: %+v", s)
 		}
+		if err := a.rec.Health(context.Background()); err == nil || !strings.Contains(err.Error(), "crash.service (failed)") {
+			t.Errorf("health with a failed unit: %v", err)
+		}
 		unplace(t, cli, "m1", "crash.service")
+		waitUntil(t, 5*time.Second, "healthy again", func() bool { return a.rec.Health(context.Background()) == nil })
 	})
 
 	t.Run("a new text is applied: stop, write, start", func(t *testing.T) {
