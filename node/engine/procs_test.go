@@ -529,6 +529,20 @@ MachineMetadata=role=worker
 		return slices.Equal(agents(), []string{"w1", "w2", "w3"})
 	})
 	t.Logf("the global unit runs on the late worker %s after it started", took.Round(time.Millisecond))
+	// steady state: nothing changes, so nothing is written (the leases' keep-alives are not
+	// writes); one write is allowed for a registry entry's health settling
+	time.Sleep(6 * time.Second)
+	urls := c.MetricsURLs()[:1]
+	writes := func() float64 {
+		return metric(t, urls, "etcd_mvcc_put_total") + metric(t, urls, "etcd_mvcc_delete_total") + metric(t, urls, "etcd_mvcc_txn_total")
+	}
+	w0 := writes()
+	time.Sleep(10 * time.Second)
+	if n := writes() - w0; n > 1 {
+		t.Errorf("%.0f etcd writes in 10 s of steady state with 4 kiln-nodes and 5 units", n)
+	} else {
+		t.Logf("%.0f etcd writes in 10 s of steady state with 4 kiln-nodes and 5 units", n)
+	}
 	out := ctlRun(t, c, "status", "my-app@2.service", "--lines", "0")
 	if !strings.Contains(out, "Desired: loaded") {
 		t.Fatalf("my-app@2 after a kiln-node restart:\n%s", out)
