@@ -1,14 +1,21 @@
 package pxe
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
+	"crypto/sha512"
 	"debug/elf"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,12 +25,14 @@ import (
 	"github.com/kiln-cluster/kiln/images/testboot"
 )
 
-// ignitionFetchInit runs the real Ignition binary's fetch stage as a machine's first boot does:
-// Ignition reads ignition.config.url from the kernel command line, fetches the config from the
-// server with its own HTTP client, validates it and writes its cache, which the guest prints.
-// The binary is dynamically linked (libblkid), so it runs through the dynamic loader shipped in
-// the initramfs.
-const ignitionFetchScript = `
+// ignitionFirstBoot runs the real Ignition binary's fetch and files stages as a machine's first
+// boot does: Ignition reads ignition.config.url from the kernel command line, fetches the config
+// from the server with its own HTTP client and validates it (fetch), then writes the node's files,
+// units and users into /sysroot, fetching kiln-node from the server's assets and verifying its
+// hash (files). The guest prints /sysroot and Ignition's cached config as a gzipped tar. Ignition
+// and useradd are dynamically linked: they run through the dynamic loader in the initramfs.
+const ignitionFirstBoot = `
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 i=0
 while [ ! -e /sys/class/net/eth0 ]; do
 	i=$((i+1)); [ $i -gt 100 ] && fail "no eth0"; sleep 0.1
@@ -31,19 +40,28 @@ done
 ip link set lo up
 ip link set eth0 up
 udhcpc -i eth0 -s /bin/udhcpc.script -n -q -t 10 -T 1 >/dev/null 2>&1 || fail "no dhcp lease on eth0"
-mkdir -p /run
-timeout 120 /bin/ld.so --library-path /lib /bin/ignition -platform metal -stage fetch \
-	-config-cache /run/ignition.json -log-to-stdout >/tmp/ignition.log 2>&1 || {
-	tail -n 20 /tmp/ignition.log
-	fail "ignition -stage fetch failed"
-}
-emit /run/ignition.json
+mkdir -p /run /sysroot/etc
+echo 'root:x:0:0:root:/root:/bin/sh' >/sysroot/etc/passwd
+printf 'root:x:0:\nusers:x:100:\n' >/sysroot/etc/group
+echo 'root:*:19000:0:99999:7:::' >/sysroot/etc/shadow
+printf 'root:*::\nusers:*::\n' >/sysroot/etc/gshadow
+chmod 0600 /sysroot/etc/shadow /sysroot/etc/gshadow
+for stage in fetch files; do
+	timeout 120 /bin/ld.so --library-path /lib /bin/ignition -platform metal -stage $stage -root /sysroot \
+		-config-cache /run/ignition.json -log-to-stdout >>/tmp/ignition.log 2>&1 || {
+		tail -n 30 /tmp/ignition.log
+		fail "ignition -stage $stage failed"
+	}
+done
+tar -czf /tmp/firstboot.tgz -C / sysroot run/ignition.json || fail "tar failed"
+emit /tmp/firstboot.tgz
 finish
 `
 
 // TestE2EPXEBootIgnition boots one machine over iPXE whose first boot runs the real Ignition
-// (its fetch stage) against the server: the config Ignition accepted and cached must be the
-// node's own.
+// against the server: the config Ignition accepted must be the node's own, and the root file
+// system its files stage wrote must hold every file and unit of that config, with kiln-node
+// fetched from the server's assets.
 func TestE2EPXEBootIgnition(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a QEMU machine")
@@ -57,19 +75,39 @@ func TestE2EPXEBootIgnition(t *testing.T) {
 		}
 		t.Skip(msg)
 	}
-	files, err := dynamicBinary(ignition, "bin/ignition")
-	if err != nil {
+	files := map[string][]byte{}
+	if err := dynamicBinary(files, ignition, "bin/ignition"); err != nil {
 		t.Fatal(err)
 	}
+	useradd, err := exec.LookPath("useradd")
+	if err != nil {
+		t.Skip("no useradd on this machine to put in the guest (Debian package passwd)")
+	}
+	if err := dynamicBinary(files, useradd, "bin/useradd.real"); err != nil {
+		t.Fatal(err)
+	}
+	files["bin/useradd"] = []byte("#!/bin/sh\nexec /bin/ld.so --library-path /lib /bin/useradd.real \"$@\"\n")
 	for k, v := range testboot.FetchInit.Files {
 		files[k] = v
 	}
 
+	// The server's port goes into the spec: nodes fetch kiln-node from its assets.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	kilnNode := []byte("#!/bin/sh\necho kiln-node served by kiln pxe\n")
+	sum := sha512.Sum512(kilnNode)
 	mac := "52:54:00:e2:e1:01"
-	f := newFixture(t, specText("flatcar", "stable", fmt.Sprintf("nodes:\n  - {name: n1, mac: %q, kernelArgs: [panic=-1, quiet]}\n  - {name: n2}\n", mac)))
+	spec := strings.Replace(specText("flatcar", "stable", fmt.Sprintf("nodes:\n  - {name: n1, mac: %q, kernelArgs: [panic=-1, quiet]}\n  - {name: n2}\n", mac)),
+		`kilnNode: {url: "http://10.0.2.2/assets/kiln-node", sha512: "`+emptySHA512+`"}`,
+		fmt.Sprintf(`kilnNode: {url: "http://10.0.2.2:%d/assets/kiln-node", sha512: "%x"}`, port, sum), 1)
+	f := newFixture(t, spec)
+	writeFile(t, filepath.Join(f.assets, "kiln-node"), string(kilnNode))
 	a := AssetPaths("flatcar", "stable")
 	copyFile(t, kit.Kernel.Vmlinuz, filepath.Join(f.assets, a.Kernel))
-	firstBoot := testboot.Init{Modules: testboot.NetModules, Script: ignitionFetchScript}
+	firstBoot := testboot.Init{Modules: testboot.NetModules, Script: ignitionFirstBoot}
 	if err := kit.WriteInitramfs(filepath.Join(f.assets, a.Initrd), firstBoot, files); err != nil {
 		t.Fatal(err)
 	}
@@ -80,10 +118,6 @@ func TestE2EPXEBootIgnition(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ctx, ln, "", "", 5*time.Second) }()
@@ -95,31 +129,93 @@ func TestE2EPXEBootIgnition(t *testing.T) {
 		}
 	})
 
-	cached, res := kit.Boot(t, testboot.Machine{
+	out, res := kit.Boot(t, testboot.Machine{
 		Boot:      "n",
-		NIC:       &testboot.NIC{MAC: mac, BootFile: fmt.Sprintf("http://10.0.2.2:%d/boot.ipxe", ln.Addr().(*net.TCPAddr).Port)},
+		NIC:       &testboot.NIC{MAC: mac, BootFile: fmt.Sprintf("http://10.0.2.2:%d/boot.ipxe", port)},
 		MemoryMiB: 768, // Ignition (about 60 MB) unpacks in RAM
 		Timeout:   5 * time.Minute,
 	})
+	root := untar(t, out)
+
+	// Fetch: the config Ignition accepted is n1's.
 	var got igntypes.Config
-	if err := json.Unmarshal(cached, &got); err != nil {
-		t.Fatalf("Ignition's cache is not a config: %v\n%.500s", err, cached)
+	if err := json.Unmarshal(root["run/ignition.json"], &got); err != nil {
+		t.Fatalf("Ignition's cache is not a config: %v\n%.500s", err, root["run/ignition.json"])
 	}
 	want, _, err := ignconfig.Parse(f.compiled(t).Node("n1").Ignition)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("the config Ignition fetched in the guest is not n1's:\n%.800s", cached)
+		t.Errorf("the config Ignition fetched in the guest is not n1's:\n%.800s", root["run/ignition.json"])
 	}
-	t.Logf("Ignition fetched and accepted n1's config in the guest (boot took %v)", res.Elapsed.Round(time.Millisecond))
+
+	// Files: every file and unit of the config is in the root, kiln-node as the assets serve it,
+	// and the core user with its SSH key.
+	for _, file := range want.Storage.Files {
+		if _, ok := root["sysroot"+file.Path]; !ok {
+			t.Errorf("%s is not in the root Ignition wrote", file.Path)
+		}
+	}
+	for _, u := range want.Systemd.Units {
+		if _, ok := root["sysroot/etc/systemd/system/"+u.Name]; u.Contents != nil && !ok {
+			t.Errorf("unit %s is not in the root Ignition wrote", u.Name)
+		}
+	}
+	if b, ok := root["sysroot/opt/bin/kiln-node"]; !ok || string(b) != string(kilnNode) {
+		t.Errorf("/opt/bin/kiln-node is not the binary of the assets: %q", b)
+	}
+	if !strings.Contains(string(root["sysroot/etc/passwd"]), "\ncore:") {
+		t.Errorf("no core user in /etc/passwd:\n%s", root["sysroot/etc/passwd"])
+	}
+	keys := ""
+	for p, b := range root {
+		if strings.HasPrefix(p, "sysroot/home/core/.ssh/") {
+			keys += string(b)
+		}
+	}
+	if !strings.Contains(keys, "test@kiln") {
+		t.Errorf("the SSH key is not in core's home")
+	}
+	if !hasRequest(lb.String(), "/ignition", "n1") || !strings.Contains(lb.String(), "path=/assets/kiln-node query=\"\" status=200") {
+		t.Errorf("the guest did not fetch its config and kiln-node from the server")
+	}
+	t.Logf("Ignition fetched n1's config and wrote its %d files and %d units in the guest (boot took %v)",
+		len(want.Storage.Files), len(want.Systemd.Units), res.Elapsed.Round(time.Millisecond))
 }
 
-// dynamicBinary returns the initramfs files that run the dynamically linked program at path:
-// the program at name, the shared libraries it needs (recursively) under lib/, and the dynamic
-// loader as bin/ld.so (a program the kernel may execute).
-func dynamicBinary(path, name string) (map[string][]byte, error) {
+// untar reads a gzipped tar into a map of regular files' paths (without a leading ./) to contents.
+func untar(t *testing.T, b []byte) map[string][]byte {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
 	files := map[string][]byte{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		content, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[strings.TrimPrefix(h.Name, "./")] = content
+	}
+}
+
+// dynamicBinary adds to files what the initramfs needs to run the dynamically linked program at
+// path: the program at name, the shared libraries it needs (recursively) under lib/, and the
+// dynamic loader as bin/ld.so (a program the kernel may execute).
+func dynamicBinary(files map[string][]byte, path, name string) error {
 	add := func(dst, src string) error {
 		b, err := os.ReadFile(src)
 		if err != nil {
@@ -129,7 +225,7 @@ func dynamicBinary(path, name string) (map[string][]byte, error) {
 		return nil
 	}
 	if err := add(name, path); err != nil {
-		return nil, err
+		return err
 	}
 	dirs := []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"}
 	queue := []string{path}
@@ -139,7 +235,7 @@ func dynamicBinary(path, name string) (map[string][]byte, error) {
 		queue = queue[1:]
 		ef, err := elf.Open(p)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		libs, err := ef.ImportedLibraries()
 		if p == path {
@@ -150,14 +246,14 @@ func dynamicBinary(path, name string) (map[string][]byte, error) {
 					interp := string(buf[:len(buf)-1])
 					if err := add("bin/ld.so", interp); err != nil {
 						ef.Close()
-						return nil, err
+						return err
 					}
 				}
 			}
 		}
 		ef.Close()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, lib := range libs {
 			if seen[lib] {
@@ -172,16 +268,16 @@ func dynamicBinary(path, name string) (map[string][]byte, error) {
 				}
 			}
 			if found == "" {
-				return nil, fmt.Errorf("%s needs %s, which is in none of %v", p, lib, dirs)
+				return fmt.Errorf("%s needs %s, which is in none of %v", p, lib, dirs)
 			}
 			if err := add("lib/"+lib, found); err != nil {
-				return nil, err
+				return err
 			}
 			queue = append(queue, found)
 		}
 	}
 	if _, ok := files["bin/ld.so"]; !ok {
-		return nil, fmt.Errorf("%s has no program interpreter: is it dynamically linked?", path)
+		return fmt.Errorf("%s has no program interpreter: is it dynamically linked?", path)
 	}
-	return files, nil
+	return nil
 }
