@@ -31,7 +31,7 @@ func init() {
 	})
 	registerCtl(func() *cobra.Command {
 		return newCtlStateCmd("start UNIT|FILE...", "Place and start units (desired state launched); a file is submitted first", unit.StateLaunched,
-			"  kiln ctl start ./units/my-app@.service\n  kiln ctl start my-app@{1..2}.service")
+			"  kiln ctl submit ./units/my-app@.service\n  kiln ctl start my-app@{1..2}.service\n  kiln ctl start --wait 30s ./units/web.service")
 	})
 	registerCtl(func() *cobra.Command {
 		return newCtlStateCmd("stop UNIT...", "Stop units, leaving them loaded on their machines (desired state loaded)", unit.StateLoaded,
@@ -159,7 +159,8 @@ instances are started by name.`,
 
 func newCtlStateCmd(use, short string, state unit.State, example string) *cobra.Command {
 	verbs := map[unit.State]string{unit.StateInactive: "unloaded", unit.StateLoaded: "loaded", unit.StateLaunched: "launched"}
-	return &cobra.Command{
+	var wait time.Duration
+	cmd := &cobra.Command{
 		Use:     use,
 		Short:   short,
 		Example: example,
@@ -182,8 +183,55 @@ func newCtlStateCmd(use, short string, state unit.State, example string) *cobra.
 			if perr := printResults(cmd.OutOrStdout(), results, verbs[state]); perr != nil {
 				return perr
 			}
-			return unitErr(err)
+			if err != nil || wait <= 0 {
+				return unitErr(err)
+			}
+			var names []string
+			for _, f := range files {
+				names = append(names, f.Name)
+			}
+			return waitReached(cmd, cli, names, wait)
 		},
+	}
+	cmd.Flags().DurationVar(&wait, "wait", 0, "wait this long for the machines to report the units in the state (0: do not wait)")
+	return cmd
+}
+
+// waitReached polls until every unit is as asked, one is stuck (unplaced, failed), or wait ends.
+func waitReached(cmd *cobra.Command, cli *clientv3.Client, names []string, wait time.Duration) error {
+	ctx, cancel := context.WithTimeout(cmd.Context(), wait)
+	defer cancel()
+	for {
+		units, err := engine.Units(ctx, cli)
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+		byName := map[string]engine.UnitStatus{}
+		for _, u := range units {
+			byName[u.Name] = u
+		}
+		var pending, stuck []string
+		for _, n := range names {
+			done, problem := engine.Reached(byName[n])
+			switch {
+			case problem != "":
+				stuck = append(stuck, n+": "+problem)
+			case !done:
+				pending = append(pending, n)
+			}
+		}
+		if len(stuck) > 0 {
+			return userErr(errors.New(strings.Join(stuck, "; ")))
+		}
+		if len(pending) == 0 {
+			fmt.Fprintf(cmd.OutOrStdout(), "%d units reported as asked\n", len(names))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return userErr(fmt.Errorf("not reported as asked after %s: %s", wait, strings.Join(pending, ", ")))
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 }
 

@@ -341,7 +341,9 @@ func TestIntegrationScheduler(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctlRun(t, c, "submit", unitFile)
-	ctlRun(t, c, "start", "my-app@1.service", "my-app@2.service")
+	if out := ctlRun(t, c, "start", "--wait", "20s", "my-app@1.service", "my-app@2.service"); !strings.Contains(out, "2 units reported as asked") {
+		t.Fatalf("start --wait: %q", out)
+	}
 	took := waitCond(t, 20*time.Second, "two instances running on two machines", nodes, func() bool {
 		on, ok := runningOn(cli, tag, "1", "2")
 		return ok && on["1"] != on["2"]

@@ -124,3 +124,36 @@ func MachineUnits(ctx context.Context, kv clientv3.KV) (map[string]int, error) {
 	}
 	return out, nil
 }
+
+// Reached tells whether a unit is as its desired state asks: launched, when every machine it is
+// placed on reports it active (reloading counts); loaded, when every machine reports it loaded
+// or more; inactive, when it is placed nowhere. problem is set when it cannot get there now
+// (no machine fits, or a machine reports it failed).
+func Reached(u UnitStatus) (done bool, problem string) {
+	if u.Unplaced != "" {
+		return false, u.Unplaced
+	}
+	switch u.DesiredState {
+	case unit.StateInactive:
+		return len(u.Placements) == 0, ""
+	}
+	if len(u.Placements) == 0 {
+		return false, ""
+	}
+	for _, p := range u.Placements {
+		r := p.Report
+		if p.State != u.DesiredState || r == nil {
+			return false, ""
+		}
+		if r.ActiveState == "failed" && u.DesiredState == unit.StateLaunched {
+			return false, "failed on " + p.Machine + ": " + r.SubState
+		}
+		if u.DesiredState == unit.StateLaunched && r.ActiveState != "active" && r.ActiveState != "reloading" {
+			return false, ""
+		}
+		if r.LoadState != "loaded" {
+			return false, ""
+		}
+	}
+	return true, ""
+}
