@@ -127,7 +127,7 @@ func MachineUnits(ctx context.Context, kv clientv3.KV) (map[string]int, error) {
 
 // Reached tells whether a unit is as its desired state asks: launched, when every machine it is
 // placed on reports it active (reloading counts); loaded, when every machine reports it loaded
-// or more; inactive, when it is placed nowhere. problem is set when it cannot get there now
+// and not running; inactive, when it is placed nowhere. problem is set when it cannot get there now
 // (no machine fits, or a machine reports it failed).
 func Reached(u UnitStatus) (done bool, problem string) {
 	if u.Unplaced != "" {
@@ -150,6 +150,9 @@ func Reached(u UnitStatus) (done bool, problem string) {
 		}
 		if u.DesiredState == unit.StateLaunched && r.ActiveState != "active" && r.ActiveState != "reloading" {
 			return false, ""
+		}
+		if u.DesiredState == unit.StateLoaded && running(r.ActiveState) && r.ActiveState != "failed" {
+			return false, "" // still stopping
 		}
 		if r.LoadState != "loaded" {
 			return false, ""

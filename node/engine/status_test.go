@@ -27,6 +27,7 @@ func TestReached(t *testing.T) {
 		{"launched, not placed yet", UnitStatus{DesiredState: unit.StateLaunched}, false, false},
 		{"unplaced", UnitStatus{DesiredState: unit.StateLaunched, Unplaced: "no machine"}, false, true},
 		{"loaded", UnitStatus{DesiredState: unit.StateLoaded, Placements: on(unit.StateLoaded, loaded)}, true, false},
+		{"loaded, still stopping", UnitStatus{DesiredState: unit.StateLoaded, Placements: on(unit.StateLoaded, active)}, false, false},
 		{"inactive, still placed", UnitStatus{DesiredState: unit.StateInactive, Placements: on(unit.StateLaunched, active)}, false, false},
 		{"inactive", UnitStatus{DesiredState: unit.StateInactive}, true, false},
 	}
