@@ -209,11 +209,23 @@ func Run(ctx context.Context, o Options) error {
 	if o.UpdateEngine {
 		needers = append([]reboot.Needer{&reboot.UpdateEngine{}}, needers...)
 	}
+	ex, closeEx, err := newExecutor(c.Executor, c.DataDir, id, bootID, hostname, log)
+	if err != nil {
+		return err
+	}
+	defer closeEx()
+	rec, err := reconcile.New(reconcile.Config{MachineID: id, KV: cli, Executor: ex, Lease: lease,
+		StateFile: filepath.Join(c.DataDir, "units-started.json"), Log: log.With("part", "reconcile")})
+	if err != nil {
+		return err
+	}
+	// Healthy: the caller's check passes and the units placed here run.
 	health := func(ctx context.Context) error {
+		var errs []error
 		if o.Health != nil {
-			return o.Health(ctx)
+			errs = append(errs, o.Health(ctx))
 		}
-		return nil
+		return errors.Join(append(errs, rec.Health(ctx))...)
 	}
 	coord, err := reboot.New(reboot.Config{
 		Strategy: c.Reboot.Strategy, MachineID: id, BootID: bootID, Group: group,
@@ -230,16 +242,6 @@ func Run(ctx context.Context, o Options) error {
 	log.Info("kiln-node starting", "version", version.Version, "boot", bootID, "strategy", c.Reboot.Strategy,
 		"group", group, "maxConcurrent", c.Reboot.MaxConcurrent, "endpoints", c.Etcd.Endpoints)
 	g, ctx := errgroup.WithContext(ctx)
-	ex, closeEx, err := newExecutor(c.Executor, c.DataDir, id, bootID, hostname, log)
-	if err != nil {
-		return err
-	}
-	defer closeEx()
-	rec, err := reconcile.New(reconcile.Config{MachineID: id, KV: cli, Executor: ex, Lease: lease,
-		StateFile: filepath.Join(c.DataDir, "units-started.json"), Log: log.With("part", "reconcile")})
-	if err != nil {
-		return err
-	}
 	// The lease outlives the reconciler: the units stop before the registry entry goes (the
 	// engine places them elsewhere as soon as it has gone).
 	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -168,3 +169,31 @@ func TestPlanIdempotent(t *testing.T) {
 		t.Errorf("files %v", cur.Files)
 	}
 }
+
+// BenchmarkPlan plans a machine of 1,000 units (500 instances of one template, 500 plain
+// units) of which 10 changed.
+func BenchmarkPlan(b *testing.B) {
+	want := map[string]Want{}
+	cur := Current{Files: map[string]unit.Hash{}, Started: map[string]unit.Hash{}, Status: map[string]executor.Status{}}
+	for i := range 500 {
+		inst := "app@" + itoa(i) + ".service"
+		plain := "svc-" + itoa(i) + ".service"
+		want[inst] = Want{h("T"), true}
+		want[plain] = Want{h("P" + itoa(i)), true}
+		cur.Started[inst], cur.Started[plain] = h("T"), h("P"+itoa(i))
+		cur.Status[inst], cur.Status[plain] = running(inst), running(plain)
+		cur.Files[plain] = h("P" + itoa(i))
+	}
+	cur.Files["app@.service"] = h("T")
+	for i := range 10 {
+		want["svc-"+itoa(i)+".service"] = Want{h("new" + itoa(i)), true}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if acts := Plan(want, cur, nil); len(acts) != 31 {
+			b.Fatalf("%d actions", len(acts))
+		}
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
