@@ -160,11 +160,13 @@ func TestIntegrationReconcile(t *testing.T) {
 	hash := submitFile(t, cli, "my-app@.service", appTemplate)
 
 	t.Run("assigned: running, reported under the lease", func(t *testing.T) {
+		placed := time.Now()
 		place(t, cli, "m1", "my-app@1.service", hash, unit.StateLaunched, lease)
 		place(t, cli, "m1", "my-app@2.service", hash, unit.StateLaunched, 0)
 		waitUntil(t, 10*time.Second, "both instances running", func() bool {
 			return a.running(t, "my-app@1.service") && a.running(t, "my-app@2.service")
 		})
+		t.Logf("placement to running processes: %v", time.Since(placed).Round(time.Millisecond))
 		raw, err := os.ReadFile(filepath.Join(a.dir, "units", "my-app@.service"))
 		if err != nil || !strings.Contains(string(raw), "Conflicts=my-app@*.service") {
 			t.Fatalf("template file: %q %v", raw, err)
@@ -210,8 +212,10 @@ func TestIntegrationReconcile(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(a.dir, "units", "my-app@.service")); err != nil {
 			t.Errorf("template removed while an instance still needs it: %v", err)
 		}
+		unplaced := time.Now()
 		unplace(t, cli, "m1", "my-app@1.service")
 		waitUntil(t, 10*time.Second, "stopped", func() bool { return !a.running(t, "my-app@1.service") })
+		t.Logf("unassignment to stopped process: %v", time.Since(unplaced).Round(time.Millisecond))
 		waitUntil(t, 10*time.Second, "template removed", func() bool {
 			_, err := os.Stat(filepath.Join(a.dir, "units", "my-app@.service"))
 			return os.IsNotExist(err)
