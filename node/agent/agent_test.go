@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -41,21 +42,26 @@ func holders(cli *clientv3.Client) (hs []string, ok bool) {
 }
 
 // sampler checks, every 20 ms, that no more than max machines hold the lock or are down
-// rebooting.
+// rebooting, and that every machine down rebooting holds a slot.
 type sampler struct {
 	samples, peakHolders, peakRebooting atomic.Int64
 	violations                          atomic.Int64
 }
 
 func (s *sampler) run(ctx context.Context, t *testing.T, cli *clientv3.Client, nodes []*node, max int) {
-	for ctx.Err() == nil {
-		down := 0
+	downSet := func() map[string]bool {
+		d := map[string]bool{}
 		for _, n := range nodes {
 			if _, r := n.snapshot(); r {
-				down++
+				d[n.id] = true
 			}
 		}
+		return d
+	}
+	for ctx.Err() == nil {
+		before := downSet()
 		hs, ok := holders(cli)
+		after := downSet()
 		if ok {
 			s.samples.Add(1)
 			if int64(len(hs)) > s.peakHolders.Load() {
@@ -65,7 +71,15 @@ func (s *sampler) run(ctx context.Context, t *testing.T, cli *clientv3.Client, n
 				s.violations.Add(1)
 				t.Errorf("%d holders at once: %v (max %d)", len(hs), hs, max)
 			}
+			// A machine down for its reboot during the whole read must hold a slot.
+			for id := range before {
+				if after[id] && !slices.Contains(hs, id) {
+					s.violations.Add(1)
+					t.Errorf("%s is rebooting without holding a slot (holders %v)", id, hs)
+				}
+			}
 		}
+		down := len(after)
 		if int64(down) > s.peakRebooting.Load() {
 			s.peakRebooting.Store(int64(down))
 		}
