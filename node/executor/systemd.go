@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -28,6 +30,12 @@ type SystemdConfig struct {
 	// Connect opens the D-Bus connection (default: the system bus, or systemd's private socket
 	// for root, as go-systemd's NewWithContext does).
 	Connect func(ctx context.Context) (*sddbus.Conn, error)
+	// BindsTo is the unit the placed units are bound to (a drop-in with BindsTo= and After=
+	// beside each unit file), so that they stop when it stops or dies: kiln-node's own
+	// service, so that units never outlive the agent that fences them. Empty: the service
+	// kiln-node runs in, from /proc/self/cgroup (none when it runs outside a service); "-":
+	// none.
+	BindsTo string
 	Log     *slog.Logger
 }
 
@@ -54,7 +62,41 @@ func NewSystemd(c SystemdConfig) *Systemd {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	switch c.BindsTo {
+	case "":
+		c.BindsTo = ownService("/proc/self/cgroup")
+	case "-":
+		c.BindsTo = ""
+	}
 	return &Systemd{c: c, log: log}
+}
+
+// ownService is the systemd service whose cgroup holds this process, from a /proc/PID/cgroup
+// file ("" when none: a shell, a container's exec).
+func ownService(path string) string {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 || (parts[0] != "0" && parts[1] != "name=systemd") {
+			continue
+		}
+		for _, elem := range slices.Backward(strings.Split(parts[2], "/")) {
+			if strings.HasSuffix(elem, ".service") {
+				return elem
+			}
+		}
+	}
+	return ""
+}
+
+// dropIn is the drop-in that binds a unit to kiln-node's service.
+const dropIn = "50-kiln-node.conf"
+
+func (s *Systemd) dropInPath(name string) string {
+	return filepath.Join(s.c.Dir, name+".d", dropIn)
 }
 
 // connection returns the open connection, connecting when there is none or it broke.
@@ -89,9 +131,20 @@ func (s *Systemd) Close() {
 // Files implements Executor.
 func (s *Systemd) Files() (map[string]unit.Hash, error) { return listMarked(s.c.Dir) }
 
-// WriteFile implements Executor.
+// WriteFile implements Executor, with the BindsTo= drop-in (see SystemdConfig.BindsTo).
 func (s *Systemd) WriteFile(name string, hash unit.Hash, text []byte) error {
-	return writeMarked(s.c.Dir, name, hash, text)
+	if err := writeMarked(s.c.Dir, name, hash, text); err != nil {
+		return err
+	}
+	if s.c.BindsTo == "" || s.c.BindsTo == name {
+		return nil
+	}
+	body := markerPrefix + hash.String() + "\n# units die with the kiln-node that runs them\n[Unit]\nBindsTo=" +
+		s.c.BindsTo + "\nAfter=" + s.c.BindsTo + "\n"
+	if err := os.MkdirAll(filepath.Dir(s.dropInPath(name)), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(s.dropInPath(name), []byte(body), 0o644)
 }
 
 // RemoveFile implements Executor; a failed unit of that name is reset, so that it leaves
@@ -99,6 +152,9 @@ func (s *Systemd) WriteFile(name string, hash unit.Hash, text []byte) error {
 func (s *Systemd) RemoveFile(name string) error {
 	if err := removeMarked(s.c.Dir, name); err != nil {
 		return err
+	}
+	if err := os.Remove(s.dropInPath(name)); err == nil {
+		_ = os.Remove(filepath.Dir(s.dropInPath(name))) // only when empty
 	}
 	if conn, err := s.connection(context.Background()); err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

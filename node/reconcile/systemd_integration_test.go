@@ -134,7 +134,8 @@ func etcdProxy(t *testing.T, gw string, cert tls.Certificate, upstream string, u
 // node's engine candidate and its agent) against the test's etcd: a submitted template
 // instance runs as a systemd unit from /run/systemd/system and is reported; set inactive, it
 // stops and its file goes; with etcd unreachable, the agent stops the unit before its lease
-// can expire; with etcd back, the unit runs again under the machine's new lease.
+// can expire; with etcd back, the unit runs again under the machine's new lease; when
+// kiln-node dies, systemd stops its units.
 func TestIntegrationAgentSystemd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: systemd in a container, real etcd")
@@ -248,4 +249,14 @@ func TestIntegrationAgentSystemd(t *testing.T) {
 	if clientv3.LeaseID(a.Lease) != clientv3.LeaseID(mresp.Kvs[0].Lease) {
 		t.Errorf("placement's lease %x, machine's %x", a.Lease, mresp.Kvs[0].Lease)
 	}
+
+	// kiln-node dies: its units die with it (BindsTo=), so that none outlives the agent
+	// that would fence it.
+	if show := m.Run("systemctl", "show", "-p", "BindsTo", "my-app@1.service"); !strings.Contains(show, "kiln-node.service") {
+		t.Fatalf("unit not bound to kiln-node: %s", show)
+	}
+	killed := time.Now()
+	m.Run("systemctl", "kill", "--signal=SIGKILL", "kiln-node.service")
+	waitUntil(t, 10*time.Second, "unit stopped with kiln-node", func() bool { return isActive("my-app@1.service") != "active" })
+	t.Logf("kiln-node killed: its unit stopped %v later", time.Since(killed).Round(time.Millisecond))
 }
