@@ -306,6 +306,17 @@ func (e *Exec) Start(ctx context.Context, name string) error {
 		u = &execUnit{e: e, name: name, active: Inactive, sub: "dead", wake: make(chan struct{})}
 		e.units[name] = u
 	}
+	for u.running() && (u.active == Deactivating || isClosed(u.stopReq)) {
+		// Stopping: as systemd queues a start after a stop, wait for the end of it.
+		done := u.done
+		e.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		e.mu.Lock()
+	}
 	if u.running() {
 		if u.sub == "auto-restart" {
 			u.restartNow()

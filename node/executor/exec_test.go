@@ -497,3 +497,27 @@ func TestExecStates(t *testing.T) {
 		t.Errorf("a state whose process start time differs counts as running")
 	}
 }
+
+// A start while the unit stops waits for the stop, then starts it, as systemd queues it.
+func TestExecStartWhileStopping(t *testing.T) {
+	ex, _ := newExec(t)
+	out := t.TempDir() + "/pids"
+	writeUnit(t, ex, "slow.service", "[Service]\nTimeoutStopSec=10\nExecStart=/bin/sh -c 'echo $$ >> "+out+"; trap \"sleep 0.5; exit 0\" TERM; while :; do sleep 0.05; done'\n")
+	if err := ex.Start(context.Background(), "slow.service"); err != nil {
+		t.Fatal(err)
+	}
+	first := readPids(t, out, 1)[0]
+	stopped := make(chan error, 1)
+	go func() { stopped <- ex.Stop(context.Background(), "slow.service") }()
+	waitFor(t, ex, "slow.service", 5*time.Second, "deactivating", isState(Deactivating, ""))
+	if err := ex.Start(context.Background(), "slow.service"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	pids := readPids(t, out, 2)
+	if st := status(t, ex, "slow.service"); st.ActiveState != Active || pids[1] == first || alive(first) {
+		t.Errorf("after a start during a stop: %+v, pids %v", st, pids)
+	}
+}
