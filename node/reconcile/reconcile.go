@@ -227,8 +227,12 @@ func (r *Reconciler) pass(ctx context.Context) {
 			if l.ID != 0 {
 				budget = l.Renewed.Add(l.TTL - r.margin(l)/3).Sub(now)
 			}
-			r.log.Warn("lease not renewed: fencing, stopping every unit", "lease", fmt.Sprintf("%x", l.ID),
-				"live", l.Live, "renewed", l.Renewed, "ttl", l.TTL)
+			if l.ID == 0 {
+				r.log.Info("no machine lease yet: stopping the units a previous run started")
+			} else {
+				r.log.Warn("lease not renewed: fencing, stopping every unit", "lease", fmt.Sprintf("%x", l.ID),
+					"live", l.Live, "renewed", l.Renewed, "ttl", l.TTL)
+			}
 			r.stopAll(ctx, "fence", max(budget, 100*time.Millisecond))
 			r.fenced = true
 		}
