@@ -74,7 +74,7 @@ on one host for tests and development.`,
 	fl.StringVar(&f.c.Reboot.Command, "reboot-command", "", "shell command that reboots, instead of logind over D-Bus (development)")
 	fl.StringVar(&f.c.Reboot.RequiredFile, "reboot-required-file", "", "file whose existence asks for a reboot (default /run/reboot-required)")
 	fl.StringVar(&f.c.Reboot.CheckInterval, "check-interval", "", "how often to check for a needed reboot (default 10s)")
-	fl.StringVar(&f.c.Executor, "executor", "", "how units run: systemd or exec (default systemd)")
+	fl.StringVar(&f.c.Executor, "executor", "", "how units run: systemd (D-Bus, files in /run/systemd/system) or exec (child processes; units, logs and state files under DATA-DIR/exec) (default systemd)")
 	fl.StringVar(&f.c.UnitsDir, "units-dir", "", "directory of the cluster's units to submit on first start")
 	fl.StringVar(&f.c.LeaseTTL, "lease-ttl", "", "time to live of the machine's registry lease (default 10s)")
 	fl.BoolVar(&f.updateEngine, "update-engine", true, "ask Flatcar's update_engine (D-Bus) whether a reboot is needed")
