@@ -4,7 +4,8 @@
 //
 //   - Systemd drives the machine's systemd over D-Bus (go-systemd): unit files under
 //     /run/systemd/system (runtime: gone at reboot, as with fleet), daemon-reload,
-//     StartUnit/StopUnit in "replace" mode, ListUnitsByNames, and D-Bus signals for changes.
+//     StartUnit/StopUnit in "replace" mode, ListUnitsByNames, and D-Bus signals for changes;
+//     every unit is bound (BindsTo=) to kiln-node's own service, so that it dies with the agent.
 //   - Exec runs a service's ExecStartPre=, ExecStart=, ExecStartPost=, ExecStop= and
 //     ExecStopPost= as child processes, each in its own process group, with systemd's states,
 //     Restart=, RestartSec=, TimeoutStopSec= and start limits: for development and for tests
