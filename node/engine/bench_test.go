@@ -176,6 +176,9 @@ func BenchmarkPlacement10kOn1k(b *testing.B) {
 	for range b.N {
 		c := etcdtest.Start(b)
 		cli := c.Client(b)
+		// the load generator and its agents, the engine and the observer each have their own client,
+		// as they would on different machines
+		engineCli, observer := c.Client(b), c.Client(b)
 		ctx, cancel := context.WithCancel(context.Background())
 		sim := newSimCluster(ctx, cli)
 		for i := range nm {
@@ -186,7 +189,7 @@ func BenchmarkPlacement10kOn1k(b *testing.B) {
 		var placed atomic.Int64
 		allPlaced := make(chan time.Time, 1)
 		go func() {
-			for resp := range cli.Watch(ctx, keys.Schedule, clientv3.WithPrefix()) {
+			for resp := range observer.Watch(ctx, keys.Schedule, clientv3.WithPrefix()) {
 				for _, ev := range resp.Events {
 					if ev.Type == mvccpb.PUT && ev.Kv.Version == 1 && placed.Add(1) == int64(n) {
 						allPlaced <- time.Now()
@@ -202,7 +205,12 @@ func BenchmarkPlacement10kOn1k(b *testing.B) {
 		}
 		b.ResetTimer()
 		start := time.Now()
-		e := engine.New(engine.Config{Client: cli, ID: "bench", Log: quietLog()})
+		led := make(chan time.Time, 1)
+		e := engine.New(engine.Config{Client: engineCli, ID: "bench", Log: quietLog(), OnLead: func(leading bool) {
+			if leading {
+				led <- time.Now()
+			}
+		}})
 		done := make(chan struct{})
 		go func() { defer close(done); _ = e.Run(ctx) }()
 		var tPlaced, tRunning time.Time
@@ -217,8 +225,11 @@ func BenchmarkPlacement10kOn1k(b *testing.B) {
 			b.Fatalf("only %d of %d units running after 2 minutes", sim.reports.Load(), n)
 		}
 		b.StopTimer()
-		placeRate := float64(n) / tPlaced.Sub(start).Seconds()
-		runRate := float64(n) / tRunning.Sub(start).Seconds()
+		// from the engine taking the lead (it then reads the cluster, plans and writes); the
+		// election before is not placement
+		tLed := <-led
+		placeRate := float64(n) / tPlaced.Sub(tLed).Seconds()
+		runRate := float64(n) / tRunning.Sub(tLed).Seconds()
 
 		// steady state: 1,000 machines keeping their leases, 10,000 units running, nothing
 		// changing. etcd's writes are counted from its own metrics on every member.
@@ -240,8 +251,9 @@ func BenchmarkPlacement10kOn1k(b *testing.B) {
 		b.ReportMetric(puts+txns, "steady-writes/s")
 		b.ReportMetric(props, "steady-proposals/s")
 		b.ReportMetric(keepalives, "keepalives/s")
-		b.Logf("placed %d units on %d machines in %s (%.0f placements/s); all running after %s (%.0f/s)",
-			n, nm, tPlaced.Sub(start).Round(time.Millisecond), placeRate, tRunning.Sub(start).Round(time.Millisecond), runRate)
+		b.Logf("placed %d units on %d machines in %s from taking the lead (%.0f placements/s; %s from the engine's start, election included); all running after %s (%.0f/s)",
+			n, nm, tPlaced.Sub(tLed).Round(time.Millisecond), placeRate, tPlaced.Sub(start).Round(time.Millisecond),
+			tRunning.Sub(tLed).Round(time.Millisecond), runRate)
 		b.Logf("steady state: %.1f key writes/s (puts, deletes, txns), %.1f raft proposals/s; lease keep-alives received %.0f/s (1,000 machines, TTL %ds)",
 			puts+txns, props, keepalives, benchLeaseTTL)
 		cancel()

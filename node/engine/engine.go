@@ -45,7 +45,7 @@ const (
 	// per transaction by default; one compare goes to the leader's fence).
 	DefaultBatch = 127
 	// DefaultInFlight is the number of transactions in flight at once.
-	DefaultInFlight = 16
+	DefaultInFlight = 32
 )
 
 // Clock gives timers; tests inject their own.
@@ -228,10 +228,13 @@ func (e *Engine) lead(ctx context.Context, fence clientv3.Cmp, leaderKey string)
 // leadOnce reads the cluster, then reconciles on changes and ticks until something asks for a
 // full read again.
 func (e *Engine) leadOnce(ctx context.Context, fence clientv3.Cmp, leaderKey string) error {
+	start := time.Now()
 	st, err := load(ctx, e.c.Client)
 	if err != nil {
 		return fmt.Errorf("read cluster: %w", err)
 	}
+	e.log.Info("engine read the cluster", "units", len(st.units), "machines", len(st.machines), "rev", st.rev,
+		"took", time.Since(start).Round(time.Millisecond))
 	if !st.election[leaderKey] {
 		return errDeposed
 	}
