@@ -3,11 +3,14 @@ package keys
 // The scheduler's keys (the engine writes desired state; every machine's agent reports actual
 // state under its own lease):
 //
-//	/kiln/units/<unit-name>                   a submitted unit: JSON {name, hash, desiredState, ...}
+//	/kiln/units/<unit-name>                   a submitted unit (JSON Submitted)
 //	/kiln/unit-files/<hash>                   a unit file's text, by the hash of its canonical form
-//	/kiln/schedule/<machine-id>/<unit-name>   the engine's placement of a unit on a machine (JSON)
-//	/kiln/states/<machine-id>/<unit-name>     what the machine's agent reports of the unit (JSON, leased)
-//	/kiln/engine/election                     the engine leader election (concurrency.Election prefix)
+//	/kiln/schedule/<machine-id>/<unit-name>   the engine's placement of a unit on a machine (JSON Assignment)
+//	/kiln/states/<machine-id>/<unit-name>     what the machine's agent reports of the unit (JSON UnitReport, leased)
+//	/kiln/engine/election                     the engine leader election (concurrency.Election prefix;
+//	                                          the candidates' keys are under the machines' leases)
+//
+// See submitted.go for the unplaced reasons and the journal requests.
 const (
 	Units     = Prefix + "units/"
 	UnitFiles = Prefix + "unit-files/"
