@@ -189,6 +189,15 @@ func TestIntegrationEngine(t *testing.T) {
 		t.Fatalf("conflicting instances share %s", p["my-app@1.service"][0])
 	}
 
+	// an etcd member dies: the engine goes on (its client moves to another member)
+	c.Kill(0)
+	start(t, cli, unit.StateLaunched, submit.File{Name: "my-app@3.service"})
+	waitFor(t, 10*time.Second, "my-app@3 placed with an etcd member down", func() bool {
+		return len(placements(t, cli)["my-app@3.service"]) == 1
+	})
+	c.Restart(0)
+	c.WaitHealthy()
+
 	// stop: the unit stays placed, loaded
 	start(t, cli, unit.StateLoaded, submit.File{Name: "my-app@1.service"})
 	waitFor(t, 5*time.Second, "my-app@1 loaded", func() bool {
