@@ -597,13 +597,22 @@ func (u *execUnit) activate(svc *service, stopReq, kill chan struct{}, log *slog
 		}
 		return "success", false
 	}
+	// Stop-phase commands (ExecStop=, ExecStopPost=) run to completion once a stop was asked
+	// for: only the kill (the stop timeout) interrupts them, as in systemd.
+	runStop := func(cmds []Command, env map[string]string) {
+		for _, c := range cmds {
+			if _, interrupted := u.runSync(svc, c, env, nil, kill, log); interrupted {
+				return
+			}
+		}
+	}
 	cleanup := func(mainPID int) {
 		envStop := env
 		if mainPID != 0 {
 			envStop = withEnv(env, "MAINPID", fmt.Sprint(mainPID))
 		}
 		u.killGroups(svc, kill)
-		_, _ = runAll(svc.StopPost, envStop, "")
+		runStop(svc.StopPost, envStop)
 		u.killGroups(svc, kill)
 	}
 	if res, intr := runAll(svc.StartPre, env, "start-pre"); intr || res != "success" {
@@ -630,7 +639,7 @@ func (u *execUnit) activate(svc *service, stopReq, kill chan struct{}, log *slog
 		case <-kill:
 		}
 		u.set(Deactivating, "stop")
-		_, _ = runAll(svc.Stop, env, "")
+		runStop(svc.Stop, env)
 		cleanup(0)
 		return "success", false, true
 	}
@@ -668,14 +677,14 @@ func (u *execUnit) activate(svc *service, stopReq, kill chan struct{}, log *slog
 		u.dropGroup(pid)
 		result, signaled = exitResult(err, svc)
 		log.Info("unit main process exited", "pid", pid, "result", result, "err", err)
-		_, _ = runAll(svc.Stop, envMain, "")
+		runStop(svc.Stop, envMain)
 		cleanup(pid)
 		return result, signaled, false
 	case <-stopReq:
 	case <-kill:
 	}
 	u.set(Deactivating, "stop")
-	_, _ = runAll(svc.Stop, envMain, "")
+	runStop(svc.Stop, envMain)
 	u.terminate(svc, pid, exited, kill)
 	cleanup(pid)
 	return "success", false, true
