@@ -8,12 +8,12 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"gopkg.in/yaml.v3"
 
 	"github.com/kiln-cluster/kiln/bootstrap/pki"
 	"github.com/kiln-cluster/kiln/bootstrap/render"
 	"github.com/kiln-cluster/kiln/bootstrap/spec"
 	"github.com/kiln-cluster/kiln/configs"
+	"github.com/kiln-cluster/kiln/node/config"
 )
 
 func init() { register(newInitCmd) }
@@ -66,8 +66,9 @@ func newInitCmd() *cobra.Command {
 	return cmd
 }
 
-// contextFile is OUT/pki/context.yaml: how `kiln ctl` reaches this cluster's etcd as the operator.
-func contextFile(s *spec.Spec, out string) ([]byte, error) {
+// clusterContext says how `kiln ctl` reaches this cluster's etcd as the operator, with the
+// certificates that render writes to OUT/pki.
+func clusterContext(s *spec.Spec, out string) (*config.Context, error) {
 	abs, err := filepath.Abs(filepath.Join(out, "pki"))
 	if err != nil {
 		return nil, err
@@ -76,12 +77,11 @@ func contextFile(s *spec.Spec, out string) ([]byte, error) {
 	for _, m := range s.Cluster.Etcd.Members {
 		endpoints = append(endpoints, render.ClientURL(s, m))
 	}
-	ctx := struct {
-		Cluster   string   `yaml:"cluster"`
-		Endpoints []string `yaml:"endpoints"`
-		CA        string   `yaml:"ca"`
-		Cert      string   `yaml:"cert"`
-		Key       string   `yaml:"key"`
-	}{s.Cluster.Name, endpoints, pki.CAPath(abs), pki.OperatorCertPath(abs), pki.OperatorKeyPath(abs)}
-	return yaml.Marshal(ctx)
+	return &config.Context{
+		Name:      s.Cluster.Name,
+		Endpoints: endpoints,
+		CA:        pki.CAPath(abs),
+		Cert:      pki.OperatorCertPath(abs),
+		Key:       pki.OperatorKeyPath(abs),
+	}, nil
 }

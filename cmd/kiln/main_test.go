@@ -9,11 +9,16 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+
+	"github.com/kiln-cluster/kiln/node/config"
 )
 
 // kiln runs the CLI in-process and returns its exit code and output.
 func kiln(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
+	if os.Getenv("XDG_CONFIG_HOME") == "" || !strings.HasPrefix(os.Getenv("XDG_CONFIG_HOME"), os.TempDir()) {
+		t.Setenv("XDG_CONFIG_HOME", t.TempDir()) // render writes the current context there
+	}
 	var out, errb bytes.Buffer
 	code := run(args, &out, &errb)
 	return code, out.String(), errb.String()
@@ -70,6 +75,17 @@ func TestRenderIsAtomicAndRepeatable(t *testing.T) {
 		if _, ok := first[p]; !ok {
 			t.Errorf("%s was not written", p)
 		}
+	}
+	// kiln ctl finds the cluster with no flags: the current context is this render's.
+	ctx, _, err := config.LoadCurrentContext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Name != "demo" || len(ctx.Endpoints) != 3 || ctx.Cert != filepath.Join(out, "pki", "operator.crt") {
+		t.Errorf("current context = %+v", ctx)
+	}
+	if _, err := config.LoadContext(filepath.Join(out, "pki", "context.yaml")); err != nil {
+		t.Errorf("OUT/pki/context.yaml: %v", err)
 	}
 	for _, p := range []string{"pki/ca.key", "pki/operator.key", "pki/nodes/node2/peer.key", "node1/config.ign"} {
 		if st, err := os.Stat(filepath.Join(out, p)); err != nil || st.Mode().Perm() != 0o600 {

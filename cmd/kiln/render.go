@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
 
 	"github.com/kiln-cluster/kiln/bootstrap/render"
 	"github.com/kiln-cluster/kiln/bootstrap/spec"
+	"github.com/kiln-cluster/kiln/node/config"
 	"github.com/kiln-cluster/kiln/node/version"
 )
 
@@ -109,12 +111,21 @@ render that fails leaves it as it was. The same spec and PKI give byte-identical
 			if err != nil {
 				return err
 			}
-			ctx, err := contextFile(c.Spec, out)
+			ctx, err := clusterContext(c.Spec, out)
 			if err != nil {
 				return err
 			}
-			if err := render.Write(out, c.Nodes, c.PKI, map[string][]byte{"pki/context.yaml": ctx}); err != nil {
+			raw, err := yaml.Marshal(ctx)
+			if err != nil {
+				return err
+			}
+			if err := render.Write(out, c.Nodes, c.PKI, map[string][]byte{"pki/" + config.ContextFile: raw}); err != nil {
 				return userErr(err)
+			}
+			// kiln ctl now talks to this cluster with no flags.
+			current, err := config.WriteCurrentContext(ctx)
+			if err != nil {
+				return err
 			}
 			w := cmd.OutOrStdout()
 			nodes := c.Nodes
@@ -122,6 +133,7 @@ render that fails leaves it as it was. The same spec and PKI give byte-identical
 				fmt.Fprintf(w, "%s/%s/config.ign\t%d bytes\n", out, n.Name, len(n.Ignition))
 			}
 			fmt.Fprintf(w, "%s/pki\tCA and certificates for %d nodes\n", out, len(nodes))
+			fmt.Fprintf(w, "%s\tcurrent context for kiln ctl\n", current)
 			return nil
 		},
 	}
