@@ -76,7 +76,7 @@ on one host for tests and development.`,
 	fl.StringVar(&f.c.Reboot.CheckInterval, "check-interval", "", "how often to check for a needed reboot (default 10s)")
 	fl.StringVar(&f.c.Executor, "executor", "", "how units run: systemd (D-Bus, files in /run/systemd/system) or exec (child processes; units, logs and state files under DATA-DIR/exec) (default systemd)")
 	fl.StringVar(&f.c.UnitsDir, "units-dir", "", "directory of the cluster's units to submit on first start")
-	fl.StringVar(&f.c.LeaseTTL, "lease-ttl", "", "time to live of the machine's registry lease (default 10s)")
+	fl.StringVar(&f.c.LeaseTTL, "lease-ttl", "", "time to live of the machine's registry lease (default "+agent.DefaultLeaseTTL.String()+")")
 	fl.BoolVar(&f.updateEngine, "update-engine", true, "ask Flatcar's update_engine (D-Bus) whether a reboot is needed")
 	fl.StringVar(&f.bootID, "boot-id", "", "override the kernel's boot ID (development: several machines on one host)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
