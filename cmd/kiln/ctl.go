@@ -83,6 +83,20 @@ func ctlClient(cmd *cobra.Command) (*clientv3.Client, context.Context, context.C
 	return cli, ctx, cancel, nil
 }
 
+// withEtcd gives a command's body a connected etcd client and a context bounded by --timeout,
+// closing both when it returns.
+func withEtcd(f func(cmd *cobra.Command, args []string, cli *clientv3.Client, ctx context.Context) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, a []string) error {
+		cli, ctx, cancel, err := ctlClient(cmd)
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		defer cancel()
+		return f(cmd, a, cli, ctx)
+	}
+}
+
 // ctlJSON reports whether -o json was asked for.
 func ctlJSON() bool { return ctlFlags.output == "json" }
 
@@ -129,13 +143,7 @@ func newCtlMachinesCmd() *cobra.Command {
 		Short:   "List the machines in the registry",
 		Example: "  kiln ctl machines\n  kiln ctl machines -o json",
 		Args:    args(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cli, ctx, cancel, err := ctlClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer cli.Close()
-			defer cancel()
+		RunE: withEtcd(func(cmd *cobra.Command, _ []string, cli *clientv3.Client, ctx context.Context) error {
 			rows, err := ctl.Machines(ctx, cli)
 			if err != nil {
 				return err
@@ -165,7 +173,7 @@ func newCtlMachinesCmd() *cobra.Command {
 					orDash(r.Version), ago(r.BootTime), reboot})
 			}
 			return printTable(cmd.OutOrStdout(), []string{"MACHINE", "HOSTNAME", "IPS", "METADATA", "HEALTH", "OS", "VERSION", "BOOTED", "REBOOT"}, out)
-		},
+		}),
 	}
 }
 
@@ -178,13 +186,7 @@ to reboot and has not come back: it keeps its slot, which is the safe choice, un
 healthy or an operator runs kiln ctl unlock MACHINE.`,
 		Example: "  kiln ctl locks\n  kiln ctl locks -o json",
 		Args:    args(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cli, ctx, cancel, err := ctlClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer cli.Close()
-			defer cancel()
+		RunE: withEtcd(func(cmd *cobra.Command, _ []string, cli *clientv3.Client, ctx context.Context) error {
 			rows, err := ctl.Locks(ctx, cli)
 			if err != nil {
 				return err
@@ -210,7 +212,7 @@ healthy or an operator runs kiln ctl unlock MACHINE.`,
 				out = append(out, []string{r.Group, fmt.Sprintf("%d/%d", r.Max-r.Free, r.Max), orDash(r.Holder), ago(r.Since), alive})
 			}
 			return printTable(cmd.OutOrStdout(), []string{"GROUP", "HELD", "HOLDER", "SINCE", "ALIVE"}, out)
-		},
+		}),
 	}
 }
 
@@ -222,13 +224,7 @@ func newCtlUnlockCmd() *cobra.Command {
 		Example: `  kiln ctl unlock 0f3c9a1e2b4d4c5e8f6a7b8c9d0e1f2a
   kiln ctl unlock node1 --group workers`,
 		Args: args(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, a []string) error {
-			cli, ctx, cancel, err := ctlClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer cli.Close()
-			defer cancel()
+		RunE: withEtcd(func(cmd *cobra.Command, a []string, cli *clientv3.Client, ctx context.Context) error {
 			freed, err := ctl.Unlock(ctx, cli, a[0], group)
 			if errors.Is(err, ctl.ErrNotHolder) {
 				return userErr(err)
@@ -241,7 +237,7 @@ func newCtlUnlockCmd() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "freed %s's reboot slot in %s\n", a[0], strings.Join(freed, ", "))
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&group, "group", "", "only this group (default: every group the machine holds)")
 	return cmd
@@ -255,18 +251,12 @@ func newCtlRebootCmd() *cobra.Command {
 		Short:   "Ask a machine to reboot, through its reboot strategy (it waits for a slot)",
 		Example: `  kiln ctl reboot node1 --reason "kernel parameters changed"`,
 		Args:    args(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, a []string) error {
-			cli, ctx, cancel, err := ctlClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer cli.Close()
-			defer cancel()
+		RunE: withEtcd(func(cmd *cobra.Command, a []string, cli *clientv3.Client, ctx context.Context) error {
 			by := "kiln ctl"
 			if u, err := user.Current(); err == nil {
 				by = u.Username
 			}
-			err = ctl.RequestReboot(ctx, cli, a[0], by, reason, force)
+			err := ctl.RequestReboot(ctx, cli, a[0], by, reason, force)
 			if errors.Is(err, ctl.ErrUnknownMachine) {
 				return userErr(err)
 			}
@@ -278,7 +268,7 @@ func newCtlRebootCmd() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "asked %s to reboot; it reboots when its reboot lock allows\n", a[0])
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why, shown in the machine's log")
 	cmd.Flags().BoolVar(&force, "force", false, "ask even if the machine is not in the registry now")

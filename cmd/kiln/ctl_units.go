@@ -241,19 +241,13 @@ func newCtlDestroyCmd() *cobra.Command {
 		Short:   "Remove units from the cluster: they stop and leave their machines",
 		Example: "  kiln ctl destroy my-app@1.service my-app@2.service",
 		Args:    args(cobra.MinimumNArgs(1)),
-		RunE: func(cmd *cobra.Command, a []string) error {
-			cli, ctx, cancel, err := ctlClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer cli.Close()
-			defer cancel()
+		RunE: withEtcd(func(cmd *cobra.Command, a []string, cli *clientv3.Client, ctx context.Context) error {
 			results, err := submit.Destroy(ctx, cli, a)
 			if perr := printResults(cmd.OutOrStdout(), results, "destroyed"); perr != nil {
 				return perr
 			}
 			return unitErr(err)
-		},
+		}),
 	}
 }
 
@@ -274,13 +268,7 @@ state placed on the machine (STATE) and what its agent reports (ACTIVE, SUB). A 
 on no machine shows "unplaced"; kiln ctl status UNIT says why.`,
 		Example: "  kiln ctl list-units\n  kiln ctl list-units -o json",
 		Args:    args(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cli, ctx, cancel, err := ctlClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer cli.Close()
-			defer cancel()
+		RunE: withEtcd(func(cmd *cobra.Command, _ []string, cli *clientv3.Client, ctx context.Context) error {
 			units, err := engine.Units(ctx, cli)
 			if err != nil {
 				return err
@@ -306,7 +294,7 @@ on no machine shows "unplaced"; kiln ctl status UNIT says why.`,
 				}
 			}
 			return printTable(cmd.OutOrStdout(), []string{"UNIT", "MACHINE", "DESIRED", "STATE", "ACTIVE", "SUB"}, rows)
-		},
+		}),
 	}
 }
 
@@ -316,13 +304,7 @@ func newCtlListUnitFilesCmd() *cobra.Command {
 		Short:   "List the submitted units with their file's hash, desired and current state",
 		Example: "  kiln ctl list-unit-files\n  kiln ctl list-unit-files -o json",
 		Args:    args(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cli, ctx, cancel, err := ctlClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer cli.Close()
-			defer cancel()
+		RunE: withEtcd(func(cmd *cobra.Command, _ []string, cli *clientv3.Client, ctx context.Context) error {
 			units, err := engine.Units(ctx, cli)
 			if err != nil {
 				return err
@@ -357,7 +339,7 @@ func newCtlListUnitFilesCmd() *cobra.Command {
 				rows = append(rows, []string{r.Name, r.Hash.Short(), string(r.DesiredState), string(r.State), orDash(strings.Join(target, ","))})
 			}
 			return printTable(cmd.OutOrStdout(), []string{"UNIT", "HASH", "DSTATE", "STATE", "TARGET"}, rows)
-		},
+		}),
 	}
 }
 
@@ -367,13 +349,7 @@ func newCtlListMachinesCmd() *cobra.Command {
 		Short:   "List the machines with their metadata and the number of units placed on each",
 		Example: "  kiln ctl list-machines\n  kiln ctl list-machines -o json",
 		Args:    args(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cli, ctx, cancel, err := ctlClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer cli.Close()
-			defer cancel()
+		RunE: withEtcd(func(cmd *cobra.Command, _ []string, cli *clientv3.Client, ctx context.Context) error {
 			machines, err := registry.List(ctx, cli)
 			if err != nil {
 				return err
@@ -411,7 +387,7 @@ func newCtlListMachinesCmd() *cobra.Command {
 				rows = append(rows, []string{id, orDash(strings.Join(r.IPs, ",")), orDash(strings.Join(meta, ",")), fmt.Sprint(r.Units)})
 			}
 			return printTable(cmd.OutOrStdout(), []string{"MACHINE", "IP", "METADATA", "UNITS"}, rows)
-		},
+		}),
 	}
 }
 
@@ -437,13 +413,7 @@ func newCtlStatusCmd() *cobra.Command {
 		Example: `  kiln ctl status my-app@1.service
   kiln ctl status my-app@1.service --lines 0 -o json`,
 		Args: args(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, a []string) error {
-			cli, ctx, cancel, err := ctlClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer cli.Close()
-			defer cancel()
+		RunE: withEtcd(func(cmd *cobra.Command, a []string, cli *clientv3.Client, ctx context.Context) error {
 			u, err := findUnit(ctx, cli, a[0])
 			if err != nil {
 				return err
@@ -509,7 +479,7 @@ func newCtlStatusCmd() *cobra.Command {
 				}
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().IntVarP(&lines, "lines", "n", 10, "log lines to show from each machine (0: none)")
 	return cmd
@@ -528,13 +498,7 @@ get every machine's lines one after the other.`,
 		Example: `  kiln ctl journal my-app@1.service
   kiln ctl journal log-agent.service --machine node2 --lines 50`,
 		Args: args(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, a []string) error {
-			cli, ctx, cancel, err := ctlClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer cli.Close()
-			defer cancel()
+		RunE: withEtcd(func(cmd *cobra.Command, a []string, cli *clientv3.Client, ctx context.Context) error {
 			u, err := findUnit(ctx, cli, a[0])
 			if err != nil {
 				return err
@@ -577,7 +541,7 @@ get every machine's lines one after the other.`,
 				}
 			}
 			return errors.Join(errs...)
-		},
+		}),
 	}
 	cmd.Flags().IntVarP(&lines, "lines", "n", 10, "number of lines (at most 1000)")
 	cmd.Flags().StringVar(&machine, "machine", "", "the machine to read from (a global unit's)")
@@ -590,13 +554,7 @@ func newCtlCatCmd() *cobra.Command {
 		Short:   "Print a submitted unit's file (its canonical text; an instance prints its template's)",
 		Example: "  kiln ctl cat my-app@1.service",
 		Args:    args(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, a []string) error {
-			cli, ctx, cancel, err := ctlClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer cli.Close()
-			defer cancel()
+		RunE: withEtcd(func(cmd *cobra.Command, a []string, cli *clientv3.Client, ctx context.Context) error {
 			rec, _, err := submit.Get(ctx, cli, a[0])
 			if err != nil {
 				return err
@@ -613,6 +571,6 @@ func newCtlCatCmd() *cobra.Command {
 			}
 			_, err = cmd.OutOrStdout().Write(text)
 			return err
-		},
+		}),
 	}
 }
