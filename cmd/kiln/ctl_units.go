@@ -80,6 +80,24 @@ func unitArgs(a []string, needFile bool) ([]submit.File, error) {
 }
 
 // parseAll checks every file given with its text before anything is sent to etcd.
+// withUnits reads and parses the units named on the command line (needFile: each must come with
+// its file) before etcd is contacted, so that a bad file is reported first, then runs f with a
+// connected client.
+func withUnits(needFile bool, f func(cmd *cobra.Command, files []submit.File, cli *clientv3.Client, ctx context.Context) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, a []string) error {
+		files, err := unitArgs(a, needFile)
+		if err != nil {
+			return userErr(err)
+		}
+		if err := parseAll(files); err != nil {
+			return userErr(err)
+		}
+		return withEtcd(func(cmd *cobra.Command, _ []string, cli *clientv3.Client, ctx context.Context) error {
+			return f(cmd, files, cli, ctx)
+		})(cmd, a)
+	}
+}
+
 func parseAll(files []submit.File) error {
 	var errs []error
 	for _, f := range files {
@@ -134,26 +152,13 @@ name are refused (destroy the unit first). A template (name@.service) is submitt
 instances are started by name.`,
 		Example: "  kiln ctl submit ./units/my-app@.service ./units/log-agent.service",
 		Args:    args(cobra.MinimumNArgs(1)),
-		RunE: func(cmd *cobra.Command, a []string) error {
-			files, err := unitArgs(a, true)
-			if err != nil {
-				return userErr(err)
-			}
-			if err := parseAll(files); err != nil {
-				return userErr(err)
-			}
-			cli, ctx, cancel, err := ctlClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer cli.Close()
-			defer cancel()
+		RunE: withUnits(true, func(cmd *cobra.Command, files []submit.File, cli *clientv3.Client, ctx context.Context) error {
 			results, err := submit.Submit(ctx, cli, files)
 			if perr := printResults(cmd.OutOrStdout(), results, "submitted"); perr != nil {
 				return perr
 			}
 			return unitErr(err)
-		},
+		}),
 	}
 }
 
@@ -165,20 +170,7 @@ func newCtlStateCmd(use, short string, state unit.State, example string) *cobra.
 		Short:   short,
 		Example: example,
 		Args:    args(cobra.MinimumNArgs(1)),
-		RunE: func(cmd *cobra.Command, a []string) error {
-			files, err := unitArgs(a, false)
-			if err != nil {
-				return userErr(err)
-			}
-			if err := parseAll(files); err != nil {
-				return userErr(err)
-			}
-			cli, ctx, cancel, err := ctlClient(cmd)
-			if err != nil {
-				return err
-			}
-			defer cli.Close()
-			defer cancel()
+		RunE: withUnits(false, func(cmd *cobra.Command, files []submit.File, cli *clientv3.Client, ctx context.Context) error {
 			results, err := submit.SetState(ctx, cli, files, state)
 			if perr := printResults(cmd.OutOrStdout(), results, verbs[state]); perr != nil {
 				return perr
@@ -191,7 +183,7 @@ func newCtlStateCmd(use, short string, state unit.State, example string) *cobra.
 				names = append(names, f.Name)
 			}
 			return waitReached(cmd, cli, names, wait)
-		},
+		}),
 	}
 	cmd.Flags().DurationVar(&wait, "wait", 0, "wait this long for the machines to report the units in the state (0: do not wait)")
 	return cmd
