@@ -1,7 +1,6 @@
 package pxe
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -53,26 +52,12 @@ func TestE2EGRUBBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	log, lb := newLogger()
-	s, err := New(f.config(log), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ctx, ln, "", "", 5*time.Second) }()
-	t.Cleanup(func() {
-		cancel()
-		<-served
-		if t.Failed() {
-			t.Logf("server log:\n%s", lb.String())
-		}
-	})
+	log, lb := newLogger()
+	serveOn(t, f.config(log), ln, lb)
 	port := ln.Addr().(*net.TCPAddr).Port
 
 	// GRUB's PXE image, with a config that does what a DHCP server's GRUB boot file name does:

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
-	"context"
 	"crypto/sha512"
 	"debug/elf"
 	"encoding/json"
@@ -113,21 +112,7 @@ func TestE2EPXEBootIgnition(t *testing.T) {
 	}
 
 	log, lb := newLogger()
-	s, err := New(f.config(log), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ctx, ln, "", "", 5*time.Second) }()
-	t.Cleanup(func() {
-		cancel()
-		<-served
-		if t.Failed() {
-			t.Logf("server log:\n%s", lb.String())
-		}
-	})
+	serveOn(t, f.config(log), ln, lb)
 
 	out, res := kit.Boot(t, testboot.Machine{
 		Boot:      "n",

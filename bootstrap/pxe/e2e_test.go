@@ -2,7 +2,6 @@ package pxe
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -58,27 +57,11 @@ func bootCluster(t *testing.T, osName, channel string, macs []string) {
 	log, lb := newLogger()
 	cfg := f.config(log)
 	cfg.TokenSecret = bytes.Repeat([]byte("k"), 32)
-	s, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ctx, ln, "", "", 5*time.Second) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", lb.String())
-		}
-	})
+	serveOn(t, cfg, ln, lb)
 	port := ln.Addr().(*net.TCPAddr).Port
 	want := f.compiled(t)
 
