@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/kiln-cluster/kiln/node/config"
 	"github.com/kiln-cluster/kiln/node/ctl"
 	"github.com/kiln-cluster/kiln/node/etcdtest"
@@ -38,15 +40,7 @@ func TestIntegrationCtl(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd")
 	}
-	c := etcdtest.Start(t)
-	cli := c.Client(t)
-	tl := c.ClientTLS()
-	// The current context, as kiln render writes it.
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	t.Setenv(ctl.EnvContext, "")
-	if _, err := config.WriteCurrentContext(&config.Context{Name: "test", Endpoints: c.Endpoints(), CA: tl.CA, Cert: tl.Cert, Key: tl.Key}); err != nil {
-		t.Fatal(err)
-	}
+	c, cli := ctlCluster(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -119,11 +113,25 @@ func TestIntegrationCtl(t *testing.T) {
 
 	// Flags and KILN_ETCD_* win over the context: a context pointing nowhere is not read.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
-	if err := config.SaveContext(bad, &config.Context{Endpoints: []string{"https://127.0.0.1:1"}, CA: tl.CA, Cert: tl.Cert, Key: tl.Key}); err != nil {
+	if err := config.SaveContext(bad, &config.Context{Endpoints: []string{"https://127.0.0.1:1"}, CA: c.ClientTLS().CA, Cert: c.ClientTLS().Cert, Key: c.ClientTLS().Key}); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv(ctl.EnvEndpoints, strings.Join(c.Endpoints(), ","))
 	if code, _, stderr := kiln(t, "ctl", "--context", bad, "--timeout", "5s", "locks"); code != 0 {
 		t.Fatalf("KILN_ETCD_ENDPOINTS over --context: exit %d %s", code, stderr)
 	}
+}
+
+// ctlCluster starts a real etcd cluster and makes it the current context, as kiln render does,
+// so that kiln ctl finds it with no flags.
+func ctlCluster(t *testing.T) (*etcdtest.Cluster, *clientv3.Client) {
+	t.Helper()
+	c := etcdtest.Start(t)
+	tl := c.ClientTLS()
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv(ctl.EnvContext, "")
+	if _, err := config.WriteCurrentContext(&config.Context{Name: "test", Endpoints: c.Endpoints(), CA: tl.CA, Cert: tl.Cert, Key: tl.Key}); err != nil {
+		t.Fatal(err)
+	}
+	return c, c.Client(t)
 }

@@ -11,10 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-cluster/kiln/node/config"
-	"github.com/kiln-cluster/kiln/node/ctl"
 	"github.com/kiln-cluster/kiln/node/engine"
-	"github.com/kiln-cluster/kiln/node/etcdtest"
 	"github.com/kiln-cluster/kiln/node/registry"
 )
 
@@ -66,14 +63,7 @@ func TestIntegrationCtlUnits(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd")
 	}
-	c := etcdtest.Start(t)
-	cli := c.Client(t)
-	tl := c.ClientTLS()
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	t.Setenv(ctl.EnvContext, "")
-	if _, err := config.WriteCurrentContext(&config.Context{Name: "test", Endpoints: c.Endpoints(), CA: tl.CA, Cert: tl.Cert, Key: tl.Key}); err != nil {
-		t.Fatal(err)
-	}
+	_, cli := ctlCluster(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for _, id := range []string{"m1", "m2"} {
