@@ -13,21 +13,21 @@ SPEC       ?= configs/examples/demo.yaml
 # Debian packages the tests need, by the command or file that shows each is there.
 DEB_PKGS   := libblkid-dev:/usr/include/blkid/blkid.h \
               vagrant:vagrant vagrant-libvirt:/usr/share/vagrant-plugins/plugins.d/vagrant-libvirt.json
-# The QEMU boot kit of the e2e tests (images/testboot): QEMU and iPXE's ROMs, a static busybox for
+# The QEMU boot kit of the e2e tests (internal/testboot): QEMU and iPXE's ROMs, a static busybox for
 # the test initramfs, xorriso and isolinux to master test ISOs.
 DEB_PKGS   += qemu-system-x86:qemu-system-x86_64 ipxe-qemu:/usr/lib/ipxe/qemu/efi-virtio.rom \
               busybox-static:/usr/share/doc/busybox-static xorriso:xorriso \
               isolinux:/usr/lib/ISOLINUX/isolinux.bin syslinux-common:/usr/lib/syslinux/modules/bios/ldlinux.c32
 # GRUB's network boot image for the PXE server's GRUB boot test (bootstrap/pxe).
 DEB_PKGS   += grub-common:grub-mkimage grub-pc-bin:/usr/lib/grub/i386-pc/pxe.mod
-# The systemd node image of the tests (node/systemdtest): the docker CLI and debootstrap.
+# The systemd node image of the tests (internal/systemdtest): the docker CLI and debootstrap.
 DEB_PKGS   += docker.io:docker debootstrap:debootstrap
 
 export KILN_ETCD_BIN     := $(TOOLS)/etcd
 export KILN_IGNITION_BIN := $(TOOLS)/ignition
 export KILN_BIN          := $(BIN)/kiln
 export KILN_NODE_BIN     := $(BIN)/kiln-node
-# Debian's kernel for the QEMU boots (images/testboot), unpacked by `make test-kernel`.
+# Debian's kernel for the QEMU boots (internal/testboot), unpacked by `make test-kernel`.
 KERNEL_DIR := $(BIN)/cache/kernel
 export KILN_KERNEL_DIR   := $(KERNEL_DIR)
 
@@ -60,15 +60,15 @@ $(KERNEL_DIR)/.unpacked: | deb-deps
 	  dpkg-deb -x $(KERNEL_DIR)/deb/$${p}_*.deb $(KERNEL_DIR) && rm -rf $(KERNEL_DIR)/deb
 	@touch $@
 
-## systemd-image: the docker image of a systemd machine for the tests (node/systemdtest): Debian
+## systemd-image: the docker image of a systemd machine for the tests (internal/systemdtest): Debian
 ## bookworm by debootstrap (minbase), cached in bin/cache/systemd-node, imported under a pinned tag.
-## Does nothing when the image exists. A new recipe (node/systemdtest/mkimage.sh) needs a new tag.
+## Does nothing when the image exists. A new recipe (internal/systemdtest/mkimage.sh) needs a new tag.
 SYSTEMD_IMAGE := kiln-systemd-node:bookworm-1
 export KILN_SYSTEMD_IMAGE := $(SYSTEMD_IMAGE)
 .PHONY: systemd-image
 deps: systemd-image
 systemd-image: | deb-deps
-	@node/systemdtest/mkimage.sh $(SYSTEMD_IMAGE) $(BIN)/cache/systemd-node
+	@internal/systemdtest/mkimage.sh $(SYSTEMD_IMAGE) $(BIN)/cache/systemd-node
 
 # The versions come from go.mod's tool directives, so they are the project's choice. Ignition is
 # built as Flatcar builds it: no SELinux relabeling (the test roots have no policy).

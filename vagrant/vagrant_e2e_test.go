@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/kiln-cluster/kiln/bootstrap/userdata"
-	"github.com/kiln-cluster/kiln/images/testboot"
+	"github.com/kiln-cluster/kiln/internal/testboot"
 )
 
 // TestE2EVagrantFwCfg boots, for every machine of a generated Vagrantfile, QEMU (TCG) with the

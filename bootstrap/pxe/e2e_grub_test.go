@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-cluster/kiln/images/testboot"
+	"github.com/kiln-cluster/kiln/internal/testboot"
 )
 
 // grubPCDir holds GRUB's BIOS modules (Debian's grub-pc-bin).

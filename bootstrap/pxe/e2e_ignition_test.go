@@ -21,7 +21,7 @@ import (
 	ignconfig "github.com/coreos/ignition/v2/config"
 	igntypes "github.com/coreos/ignition/v2/config/v3_7_experimental/types"
 
-	"github.com/kiln-cluster/kiln/images/testboot"
+	"github.com/kiln-cluster/kiln/internal/testboot"
 )
 
 // ignitionFirstBoot runs the real Ignition binary's fetch and files stages as a machine's first

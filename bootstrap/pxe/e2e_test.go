@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-cluster/kiln/images/testboot"
+	"github.com/kiln-cluster/kiln/internal/testboot"
 )
 
 // TestE2EPXEBoot boots three QEMU machines at once through the iPXE ROM of Debian's ipxe-qemu,

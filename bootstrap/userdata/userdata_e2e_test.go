@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/kiln-cluster/kiln/bootstrap/userdata"
-	"github.com/kiln-cluster/kiln/images/testboot"
+	"github.com/kiln-cluster/kiln/internal/testboot"
 )
 
 // TestE2EQemuFwCfg boots QEMU (TCG) with the arguments the qemu platform gives, a Debian kernel

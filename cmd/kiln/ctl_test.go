@@ -12,7 +12,7 @@ import (
 
 	"github.com/kiln-cluster/kiln/node/config"
 	"github.com/kiln-cluster/kiln/node/ctl"
-	"github.com/kiln-cluster/kiln/node/etcdtest"
+	"github.com/kiln-cluster/kiln/internal/etcdtest"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/lock"
 	"github.com/kiln-cluster/kiln/node/registry"

@@ -16,7 +16,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/kiln-cluster/kiln/node/etcdtest"
+	"github.com/kiln-cluster/kiln/internal/etcdtest"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/lock"
 	"github.com/kiln-cluster/kiln/node/reboot"

@@ -22,7 +22,7 @@ import (
 
 	"github.com/kiln-cluster/kiln/node/agent"
 	"github.com/kiln-cluster/kiln/node/engine"
-	"github.com/kiln-cluster/kiln/node/etcdtest"
+	"github.com/kiln-cluster/kiln/internal/etcdtest"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/registry"
 	"github.com/kiln-cluster/kiln/node/unit"

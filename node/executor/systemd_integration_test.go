@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-cluster/kiln/node/systemdtest"
+	"github.com/kiln-cluster/kiln/internal/systemdtest"
 )
 
 // buildTestBinary compiles the tests of the package in dir, statically, into out.

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kiln-cluster/kiln/node/etcdtest"
+	"github.com/kiln-cluster/kiln/internal/etcdtest"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/submit"
 	"github.com/kiln-cluster/kiln/node/unit"

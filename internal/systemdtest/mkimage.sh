@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # mkimage.sh IMAGE CACHE_DIR: make sure the docker image IMAGE (the systemd node of the tests in
-# node/systemdtest) exists. It is a Debian bookworm root filesystem made by debootstrap (minbase
+# internal/systemdtest) exists. It is a Debian bookworm root filesystem made by debootstrap (minbase
 # variant, with systemd, D-Bus, iproute2 and procps), trimmed, cached as a tarball in CACHE_DIR and
 # imported with `docker import`. Nothing is pulled from a registry: the packages come from the
 # Debian mirror of this machine's apt sources (or $KILN_DEBIAN_MIRROR).

@@ -7,7 +7,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/kiln-cluster/kiln/node/etcdtest"
+	"github.com/kiln-cluster/kiln/internal/etcdtest"
 )
 
 func TestIntegrationClusterFaults(t *testing.T) {

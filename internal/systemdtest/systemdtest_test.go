@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-cluster/kiln/node/systemdtest"
+	"github.com/kiln-cluster/kiln/internal/systemdtest"
 )
 
 const sleeper = `[Unit]
