@@ -13,6 +13,8 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/spf13/pflag"
+
 	"github.com/kiln-cluster/kiln/bootstrap/render"
 )
 
@@ -62,6 +64,13 @@ type Driver interface {
 	Name() string
 	Up(ctx context.Context, p *Plan, r Reporter) error
 	Down(ctx context.Context, p *Plan, r Reporter) error
+}
+
+// Flagger is implemented by a driver that takes flags of its own (--libvirt-uri,
+// --vsphere-url, ...); `kiln up` and `kiln down` add every registered driver's flags, which are
+// named after the driver so that they cannot clash.
+type Flagger interface {
+	AddFlags(fs *pflag.FlagSet)
 }
 
 var (
