@@ -111,19 +111,7 @@ render that fails leaves it as it was. The same spec and PKI give byte-identical
 			if err != nil {
 				return err
 			}
-			ctx, err := clusterContext(c.Spec, out)
-			if err != nil {
-				return err
-			}
-			raw, err := yaml.Marshal(ctx)
-			if err != nil {
-				return err
-			}
-			if err := render.Write(out, c.Nodes, c.PKI, map[string][]byte{"pki/" + config.ContextFile: raw}); err != nil {
-				return userErr(err)
-			}
-			// kiln ctl now talks to this cluster with no flags.
-			current, err := config.WriteCurrentContext(ctx)
+			current, _, err := writeRendered(c, out)
 			if err != nil {
 				return err
 			}
@@ -141,4 +129,23 @@ render that fails leaves it as it was. The same spec and PKI give byte-identical
 	cmd.Flags().StringVarP(&out, "output", "o", "out", "the output folder")
 	cmd.Flags().BoolVar(&strict, "strict", false, "treat warnings as errors")
 	return cmd
+}
+
+// writeRendered writes the compiled cluster into out (as kiln render does) with its context in
+// out/pki, and makes that context current for kiln ctl. It returns where the current context is.
+func writeRendered(c *render.Compiled, out string) (string, *config.Context, error) {
+	ctx, err := clusterContext(c.Spec, out)
+	if err != nil {
+		return "", nil, err
+	}
+	raw, err := yaml.Marshal(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := render.Write(out, c.Nodes, c.PKI, map[string][]byte{"pki/" + config.ContextFile: raw}); err != nil {
+		return "", nil, userErr(err)
+	}
+	// kiln ctl now talks to this cluster with no flags.
+	current, err := config.WriteCurrentContext(ctx)
+	return current, ctx, err
 }
