@@ -81,8 +81,8 @@ type Adaptation struct {
 // Adaptations lists every change the image makes to what a node config expects of its OS: the
 // one place that `kiln up --explain` and the README list.
 var Adaptations = []Adaptation{
-	{What: "Ignition applies the config at the first start of the container (" + Entrypoint + "), to / bind-mounted at /sysroot, then runs systemd",
-		Why: "a container has no initramfs; Docker mounts /etc/hostname, /etc/hosts and /etc/resolv.conf, which Ignition cannot replace in place"},
+	{What: "Ignition applies the config at the first start of the container (" + Entrypoint + "), then runs systemd; Ignition runs without Docker's mounts over /etc/hostname, /etc/hosts and /etc/resolv.conf, so that a file it writes there replaces Docker's",
+		Why: "a container has no initramfs, and Docker mounts those three files"},
 	{What: "files the config fetches over HTTP that the image holds (kiln-node) are served from the image at their URL's address, on the machine's loopback, during Ignition",
 		Why: "no node fetches from outside the machine; the hash in the config is still verified"},
 	{What: "kiln-etcd.service runs " + EtcdPath + " (drop-in kiln-etcd.service.d/10-node-image.conf)",
@@ -91,7 +91,7 @@ var Adaptations = []Adaptation{
 		Why: "there is no container engine in the container; units that require one start, units that run /usr/bin/docker fail"},
 	{What: "no update_engine, locksmithd or Zincati; /etc/flatcar/update.conf is written but unread",
 		Why: "updates are the image's: rebuild it; reboots that kiln-node coordinates restart the container (/run is a fresh tmpfs)"},
-	{What: "systemd-networkd does not run; Docker gives each container its spec address on the cluster's network",
+	{What: "systemd-networkd does not run (preset 10-kiln-node-image.preset); Docker gives each container its spec address on the cluster's network",
 		Why: "the container's network is Docker's"},
 }
 

@@ -18,6 +18,7 @@ import (
 	"net"
 	"os/exec"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -231,14 +232,15 @@ func (d *Driver) Journal(ctx context.Context, p *up.Plan, node string, lines int
 // Down implements up.Driver: it removes the cluster's containers (with their volumes) and its
 // network. Removing what is not there is not an error.
 func (d *Driver) Down(ctx context.Context, p *up.Plan, r up.Reporter) error {
-	out, err := dockerCmd(ctx, nil, "ps", "--all", "--quiet", "--filter", "label="+LabelCluster+"="+p.Cluster())
+	out, err := dockerCmd(ctx, nil, "ps", "--all", "--format", "{{.Names}}", "--filter", "label="+LabelCluster+"="+p.Cluster())
 	if err != nil {
 		return err
 	}
 	ids := strings.Fields(out)
 	for _, n := range p.Compiled.Nodes {
-		if _, exists := containerState(ctx, up.MachineName(p.Cluster(), n.Name)); exists {
-			ids = append(ids, up.MachineName(p.Cluster(), n.Name))
+		name := up.MachineName(p.Cluster(), n.Name)
+		if _, exists := containerState(ctx, name); exists && !slices.Contains(ids, name) {
+			ids = append(ids, name)
 		}
 	}
 	if len(ids) > 0 {
