@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
+	"github.com/kiln-cluster/kiln/bootstrap/pki"
 	"github.com/kiln-cluster/kiln/bootstrap/render"
 	"github.com/kiln-cluster/kiln/bootstrap/spec"
 	"github.com/kiln-cluster/kiln/node/config"
@@ -40,10 +41,12 @@ func loadSpec(path string, strict bool, w io.Writer) (*spec.Spec, error) {
 }
 
 // compile turns the spec at path into every node's configs with the PKI kept in pkiDir,
-// printing the spec's problems to w (errReported when there are errors).
-func compile(path, pkiDir string, strict bool, w io.Writer) (*render.Compiled, error) {
+// printing the spec's problems to w (errReported when there are errors). Only render passes
+// create: the other commands refuse a pkiDir with no CA (pki.ErrNoPKI, a user error).
+func compile(path, pkiDir string, create, strict bool, w io.Writer) (*render.Compiled, error) {
 	c, rep, err := render.Compile(path, render.CompileOptions{
 		PKIDir:       pkiDir,
+		CreatePKI:    create,
 		KilnVersion:  version.Version,
 		KilnNodeFile: siblingKilnNode(),
 		Strict:       strict,
@@ -52,6 +55,8 @@ func compile(path, pkiDir string, strict bool, w io.Writer) (*render.Compiled, e
 	switch {
 	case errors.Is(err, render.ErrSpec), errors.Is(err, render.ErrInvalid):
 		return nil, errReported
+	case errors.Is(err, pki.ErrNoPKI):
+		return nil, userErr(err)
 	case err != nil:
 		return nil, err
 	}
@@ -107,7 +112,7 @@ render that fails leaves it as it was. The same spec and PKI give byte-identical
 		Example: "  kiln render -f configs/examples/demo.yaml -o out",
 		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := compile(file, filepath.Join(out, "pki"), strict, cmd.ErrOrStderr())
+			c, err := compile(file, filepath.Join(out, "pki"), true, strict, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

@@ -29,8 +29,9 @@ verifies its SHA-512 (upload --pointer-out there). A config that fits none of th
 
 vsphere prints the guestinfo properties to set (key=value lines); qemu writes the config to -o
 and prints the -fw_cfg argument to give QEMU. The output holds the node's private keys: it is
-written with mode 0600. The certificates come from --pki (made there on first use), the same
-folder kiln render uses, so every delivery hands out the same ones.`,
+written with mode 0600. The certificates come from --pki, the folder kiln render -o OUT made
+(OUT/pki), so every delivery hands out certificates of the same CA; a folder with no CA is
+refused (only kiln render creates one).`,
 		Example: `  kiln userdata -f configs/examples/demo.yaml --platform aws node1 -o node1.userdata
   kiln userdata -f configs/examples/demo.yaml --platform vsphere node1
   kiln userdata -f configs/examples/demo.yaml --platform qemu node1 -o node1.ign
@@ -48,7 +49,7 @@ folder kiln render uses, so every delivery hands out the same ones.`,
 			if p.Kind == userdata.FwCfg && out == "" {
 				return userErr(errors.New("--platform qemu needs -o FILE: the fw_cfg argument names the file holding the config"))
 			}
-			c, err := compile(file, pkiDir, strict, cmd.ErrOrStderr())
+			c, err := compile(file, pkiDir, false, strict, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

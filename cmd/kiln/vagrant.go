@@ -32,7 +32,7 @@ interface by it, on a private network with the node's IP. The box is flatcar-<ch
 		Example: "  kiln vagrant -f configs/examples/demo.yaml -o demo-vagrant && cd demo-vagrant && vagrant up --provider libvirt",
 		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := compile(file, pkiDir, strict, cmd.ErrOrStderr())
+			c, err := compile(file, pkiDir, false, strict, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
