@@ -20,6 +20,7 @@ import (
 	"github.com/kiln-cluster/kiln/bootstrap/pki"
 	"github.com/kiln-cluster/kiln/bootstrap/spec"
 	"github.com/kiln-cluster/kiln/configs"
+	"github.com/kiln-cluster/kiln/internal/inputfile"
 	nodeconfig "github.com/kiln-cluster/kiln/node/config"
 )
 
@@ -91,7 +92,7 @@ func newCluster(s *spec.Spec, b *pki.Bundle) (*cluster, error) {
 	c.initialCluster = strings.Join(peers, ",")
 	var man Manifest
 	for i, u := range s.Cluster.Units {
-		raw, err := os.ReadFile(s.Path(u.File))
+		raw, err := inputfile.Read(s.Path(u.File), inputfile.SnippetLimit)
 		if err != nil {
 			return nil, err
 		}
@@ -118,7 +119,7 @@ func newCluster(s *spec.Spec, b *pki.Bundle) (*cluster, error) {
 }
 
 func loadSnippet(path string) (*yaml.Node, error) {
-	raw, err := os.ReadFile(path)
+	raw, err := inputfile.Read(path, inputfile.SnippetLimit)
 	if err != nil {
 		return nil, err
 	}

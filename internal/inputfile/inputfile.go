@@ -28,8 +28,8 @@ var (
 )
 
 // Read returns the contents of the regular file at path (symlinks followed) when it holds at most
-// max bytes. Errors name the path; a larger file names the limit; a FIFO, socket, device or
-// folder wraps ErrNotRegular.
+// max bytes. Errors are *os.PathError values naming the path; a larger file's wraps ErrTooLarge
+// and names the limit; a FIFO's, socket's, device's or folder's wraps ErrNotRegular.
 func Read(path string, max int64) ([]byte, error) {
 	// O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
@@ -42,14 +42,14 @@ func Read(path string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: %w (%s)", path, ErrNotRegular, kind(fi.Mode()))
+		return nil, &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w (%s)", ErrNotRegular, kind(fi.Mode()))}
 	}
 	if fi.Size() > max {
 		return nil, tooLarge(path, max)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	if int64(len(data)) > max { // grew while being read
 		return nil, tooLarge(path, max)
@@ -58,7 +58,7 @@ func Read(path string, max int64) ([]byte, error) {
 }
 
 func tooLarge(path string, max int64) error {
-	return fmt.Errorf("%s: %w: the limit is %d bytes", path, ErrTooLarge, max)
+	return &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: the limit is %d bytes", ErrTooLarge, max)}
 }
 
 func kind(m os.FileMode) string {
