@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/node/version"
 )
 
@@ -67,7 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, errReported):
+	case errors.Is(err, errReported), errors.Is(err, deliver.ErrReported):
 		return 1
 	}
 	fmt.Fprintf(stderr, "kiln: %v\n", err)
