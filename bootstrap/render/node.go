@@ -28,8 +28,8 @@ import (
 const (
 	NodeConfigPath  = nodeconfig.DefaultPath
 	PKIDir          = "/etc/kiln/pki"
-	UnitsDir        = "/etc/kiln/units"
-	UnitsManifest   = UnitsDir + "/units.yaml"
+	UnitsDir        = nodeconfig.DefaultUnitsDir
+	UnitsManifest   = nodeconfig.DefaultManifestPath
 	EtcdEnvPath     = "/etc/kiln/etcd.env"
 	FleetLockListen = "127.0.0.1:4381"
 	MetricsListen   = "127.0.0.1:9438"
@@ -42,19 +42,6 @@ func binDir(os string) string {
 		return "/usr/local/bin"
 	}
 	return "/opt/bin"
-}
-
-// Manifest is the list of the cluster's units that kiln-node submits on first start
-// (UnitsManifest on every node).
-type Manifest struct {
-	Units []ManifestUnit `yaml:"units"`
-}
-
-// ManifestUnit is one unit file of the cluster and what to start of it.
-type ManifestUnit struct {
-	Name      string `yaml:"name"`
-	Instances int    `yaml:"instances,omitempty"`
-	State     string `yaml:"state"`
 }
 
 // cluster holds what every node's config is made from, computed once per render.
@@ -90,7 +77,7 @@ func newCluster(s *spec.Spec, b *pki.Bundle) (*cluster, error) {
 		peers = append(peers, fmt.Sprintf("%s=https://%s:%d", m, host, s.Cluster.Etcd.PeerPort))
 	}
 	c.initialCluster = strings.Join(peers, ",")
-	var man Manifest
+	var man nodeconfig.Manifest
 	for i, u := range s.Cluster.Units {
 		raw, err := inputfile.Read(s.Path(u.File), inputfile.SnippetLimit)
 		if err != nil {
@@ -98,7 +85,7 @@ func newCluster(s *spec.Spec, b *pki.Bundle) (*cluster, error) {
 		}
 		name := filepath.Base(u.File)
 		c.units = append(c.units, file{Path: UnitsDir + "/" + name, Mode: 0o644, Contents: contents{Inline: string(raw)}, origin: fmt.Sprintf("cluster.units.%d.file", i)})
-		man.Units = append(man.Units, ManifestUnit{Name: name, Instances: u.Instances, State: u.State})
+		man.Units = append(man.Units, nodeconfig.ManifestUnit{Name: name, Instances: u.Instances, State: u.State})
 	}
 	if len(man.Units) > 0 {
 		raw, err := marshalYAML(man)
