@@ -10,7 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kiln-cluster/kiln/bootstrap/render"
+	"github.com/kiln-cluster/kiln/bootstrap/deliver"
+	"github.com/kiln-cluster/kiln/bootstrap/pki"
 	"github.com/kiln-cluster/kiln/bootstrap/up"
 	_ "github.com/kiln-cluster/kiln/bootstrap/up/docker" // registers the docker driver
 	"github.com/kiln-cluster/kiln/images/nodeimage"
@@ -48,21 +49,17 @@ func (f *upFlags) add(cmd *cobra.Command, withDriver bool) {
 	}
 }
 
-// compile compiles the spec with the PKI of its state folder and returns it with that folder.
-func (f *upFlags) compile(w io.Writer) (*render.Compiled, string, error) {
-	out := f.out
-	if out == "" {
-		// The state folder is named after the cluster: read its name first.
-		s, err := loadSpec(f.file, f.strict, w)
-		if err != nil {
-			return nil, "", err
-		}
-		if out, err = up.DefaultStateDir(s.Cluster.Name); err != nil {
-			return nil, "", err
-		}
+// stateDir is -o, else the cluster's default state folder (named after the cluster: its
+// name is read from the spec first).
+func (f *upFlags) stateDir(w io.Writer) (string, error) {
+	if f.out != "" {
+		return f.out, nil
 	}
-	c, err := compile(f.file, filepath.Join(out, "pki"), f.strict, w)
-	return c, out, err
+	s, err := deliver.Validate(deliverOptions(f.file, "", f.strict, w))
+	if err != nil {
+		return "", err
+	}
+	return up.DefaultStateDir(s.Cluster.Name)
 }
 
 // lookup returns the named driver with its flags set.
@@ -107,7 +104,11 @@ node image changes to what Flatcar or Fedora CoreOS would do.`,
 			if err != nil {
 				return userErr(err)
 			}
-			c, out, err := f.compile(cmd.ErrOrStderr())
+			out, err := f.stateDir(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			c, err := compileForRender(f.file, out, f.strict, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -158,7 +159,15 @@ folder (kiln up reuses them).`,
 		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			w := cmd.OutOrStdout()
-			c, out, err := f.compile(cmd.ErrOrStderr())
+			out, err := f.stateDir(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			c, err := deliver.Compile(deliverOptions(f.file, filepath.Join(out, "pki"), f.strict, cmd.ErrOrStderr()))
+			if errors.Is(err, pki.ErrNoPKI) {
+				fmt.Fprintf(w, "nothing made by kiln up in %s\n", out)
+				return nil
+			}
 			if err != nil {
 				return err
 			}
