@@ -177,8 +177,12 @@ func (c Command) Reboot(ctx context.Context) error {
 	return nil
 }
 
-// BootID reads the kernel's boot ID.
+// BootID is this boot's ID: the one in BootMarkerFile (made when missing), else, where /run/kiln
+// cannot be written, the kernel's boot ID.
 func BootID() (string, error) {
+	if id, err := bootMarker(BootMarkerFile); err == nil {
+		return id, nil
+	}
 	raw, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrNoBootID, err)
