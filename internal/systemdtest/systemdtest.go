@@ -40,13 +40,13 @@
 package systemdtest
 
 import (
-	"github.com/kiln-cluster/kiln/images/nodeimage"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/kiln-cluster/kiln/images/nodeimage"
 	"os"
 	"os/exec"
 	"strconv"
