@@ -126,6 +126,17 @@ func NewClient(e config.Etcd) (*clientv3.Client, error) {
 	return etcdconn.New(e.Endpoints, e.CA, e.Cert, e.Key)
 }
 
+// bootMarker is the boot marker's path of a setting: the default when empty, none when "none".
+func bootMarker(setting string) string {
+	switch setting {
+	case "":
+		return reboot.DefaultBootMarker
+	case "none":
+		return ""
+	}
+	return setting
+}
+
 func duration(s string, def time.Duration) time.Duration {
 	if d, err := time.ParseDuration(s); err == nil && d > 0 {
 		return d
@@ -150,7 +161,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	bootID, bootTime := o.BootID, time.Now().UTC()
 	if bootID == "" {
-		if bootID, err = reboot.BootID(); err != nil {
+		if bootID, err = reboot.Boot(bootMarker(c.Reboot.BootMarker)); err != nil {
 			return err
 		}
 		if bt, err := reboot.BootTime(); err == nil {
