@@ -188,7 +188,7 @@ func Run(ctx context.Context, o Options) error {
 		hostname, _ = os.Hostname()
 	}
 	// The reconciler follows the registry's lease: it reports under it and fences on it.
-	lease := reconcile.NewLease(cli, nil)
+	lease := registry.NewMachineLease(cli, nil)
 	pub := registry.NewPublisher(cli, lease, registry.Machine{
 		ID: id, Hostname: hostname, IPs: addresses(), Metadata: c.Metadata, Version: version.Version,
 		OS: c.OS, Channel: c.Channel, BootID: bootID, BootTime: bootTime,
@@ -257,7 +257,14 @@ func Run(ctx context.Context, o Options) error {
 	// engine places them elsewhere as soon as it has gone).
 	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPub()
-	g.Go(func() error { return pub.Run(pubCtx) })
+	g.Go(func() error {
+		err := pub.Run(pubCtx)
+		// Shutting down: the units have stopped and the lease is revoked (or given up on),
+		// nothing needs etcd any more. Closing the client ends every call still waiting for an
+		// etcd that went away at the same moment (a reboot stops etcd and kiln-node together).
+		cli.Close()
+		return err
+	})
 	g.Go(func() error { defer stopPub(); return rec.Run(ctx) })
 	g.Go(func() error { return coord.Run(ctx) })
 	g.Go(func() error { return watchKey(ctx, cli, keys.Semaphore(group), coord.Wake, log) })
