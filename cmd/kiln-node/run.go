@@ -18,6 +18,7 @@ import (
 
 	"github.com/kiln-cluster/kiln/node/agent"
 	"github.com/kiln-cluster/kiln/node/config"
+	"github.com/kiln-cluster/kiln/node/etcdconn"
 	"github.com/kiln-cluster/kiln/node/reboot"
 )
 
@@ -185,11 +186,15 @@ func (f *runFlags) run(cmd *cobra.Command) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	return agent.Run(ctx, agent.Options{
+	err = agent.Run(ctx, agent.Options{
 		Config:       *c,
 		BootID:       f.bootID,
 		UpdateEngine: f.updateEngine,
 		Metrics:      reg,
 		Log:          log,
 	})
+	if errors.Is(err, etcdconn.ErrTLS) {
+		return userError{err} // the certificates given are wrong: the user's to fix
+	}
+	return err
 }

@@ -182,6 +182,16 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer cli.Close()
+	tlsCfg, err := etcdconn.TLSConfig(c.Etcd.CA, c.Etcd.Cert, c.Etcd.Key)
+	if err != nil {
+		return err
+	}
+	// Settings that etcd's TLS refuses are the user's to fix: say so now rather than retry
+	// (an etcd that does not answer yet is not an error: at first boot the members come up
+	// together).
+	if err := etcdconn.Probe(ctx, c.Etcd.Endpoints, tlsCfg); err != nil {
+		return err
+	}
 
 	hostname := c.Hostname
 	if hostname == "" {
@@ -194,6 +204,7 @@ func Run(ctx context.Context, o Options) error {
 		OS: c.OS, Channel: c.Channel, BootID: bootID, BootTime: bootTime,
 		Health: registry.HealthStarting, Strategy: c.Reboot.Strategy, Group: group,
 	}, duration(c.LeaseTTL, DefaultLeaseTTL), log)
+	pub.Explain = func(ctx context.Context) error { return etcdconn.Probe(ctx, c.Etcd.Endpoints, tlsCfg) }
 	pub.OnUp = func(up bool) {
 		if up {
 			registryUp.Set(1)

@@ -84,6 +84,9 @@ func Resolve(flags Target, getenv func(string) string) (*config.Context, error) 
 	} else {
 		ctxFile, _, err = config.LoadCurrentContext()
 	}
+	if errors.Is(err, config.ErrNoContext) && len(out.Missing()) < 4 {
+		return nil, out.Incomplete() // some given: say which are missing
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -99,9 +102,10 @@ func Resolve(flags Target, getenv func(string) string) (*config.Context, error) 
 	return out, nil
 }
 
-// Connect opens a client of the resolved target.
+// Connect opens a client of the resolved target; settings that etcd's TLS refuses are an
+// error at once (etcdconn.ErrTLS), not a timeout later.
 func Connect(c *config.Context) (*clientv3.Client, error) {
-	return etcdconn.New(c.Endpoints, c.CA, c.Cert, c.Key)
+	return etcdconn.Dial(context.Background(), c.Endpoints, c.CA, c.Cert, c.Key)
 }
 
 // KV is what kiln ctl needs from etcd.

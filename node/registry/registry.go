@@ -73,6 +73,10 @@ type Publisher struct {
 	current Machine
 	changed chan struct{}
 
+	// Explain, when set, is asked why a registration failed; it returns a better error (a TLS
+	// handshake that etcd refuses, where the client only says "deadline exceeded") or nil.
+	Explain func(ctx context.Context) error
+
 	// OnUp is called (if set) with true when the entry is published under a live lease and
 	// false when the lease is lost.
 	OnUp func(up bool)
@@ -139,6 +143,11 @@ func (p *Publisher) Run(ctx context.Context) error {
 				p.OnUp(false)
 			}
 		} else {
+			if p.Explain != nil {
+				if why := p.Explain(ctx); why != nil {
+					err = why
+				}
+			}
 			p.log.Warn("machine registry: cannot register", "err", err, "retry", backoff)
 		}
 		select {
