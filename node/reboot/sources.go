@@ -177,19 +177,6 @@ func (c Command) Reboot(ctx context.Context) error {
 	return nil
 }
 
-// BootID is this boot's ID: the one in BootMarkerFile (made when missing), else, where /run/kiln
-// cannot be written, the kernel's boot ID.
-func BootID() (string, error) {
-	if id, err := bootMarker(BootMarkerFile); err == nil {
-		return id, nil
-	}
-	raw, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrNoBootID, err)
-	}
-	return strings.TrimSpace(string(raw)), nil
-}
-
 // BootTime reads when the machine booted (btime in /proc/stat).
 func BootTime() (time.Time, error) {
 	raw, err := os.ReadFile("/proc/stat")
