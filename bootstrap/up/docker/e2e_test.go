@@ -442,6 +442,8 @@ func (c *cluster) watchRollingReboot(before map[string]string, timeout time.Dura
 		}
 		if !answering {
 			silent++
+			c.t.Logf("rolling reboot: no machine answers at %v (down: %v, lock holders: %v, placements: %v)",
+				now.Sub(deadline.Add(-timeout)).Round(time.Millisecond), down, holders, c.placements())
 		}
 		if rebooted == len(c.nodes) && len(holders) == 0 && len(down) == 0 {
 			break
