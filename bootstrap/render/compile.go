@@ -49,17 +49,9 @@ func (c *Compiled) Node(name string) *Node {
 // opt.PKIDir (made anew only with opt.CreatePKI; nothing is written: see SavePKI) and renders
 // every node.
 func Compile(path string, opt CompileOptions) (*Compiled, report.Report, error) {
-	s, rep := spec.Load(path)
-	if s == nil {
-		return nil, rep, ErrSpec
-	}
-	s.Defaults(opt.KilnVersion)
-	if k := &s.Cluster.KilnNode; k.SHA512 == "" && k.File == "" && opt.KilnNodeFile != "" {
-		k.File = opt.KilnNodeFile
-	}
-	rep.Merge(s.Validate())
-	if rep.HasErrors(opt.Strict) {
-		return nil, rep, ErrSpec
+	s, rep, err := Load(path, opt)
+	if err != nil {
+		return nil, rep, err
 	}
 	now := opt.Now
 	if now.IsZero() {
@@ -79,6 +71,25 @@ func Compile(path string, opt CompileOptions) (*Compiled, report.Report, error) 
 		return nil, rep, err
 	}
 	return &Compiled{Spec: s, Nodes: nodes, PKI: b}, rep, nil
+}
+
+// Load reads the spec at path, applies its defaults (kiln's version, the kiln-node file) and
+// validates it: what Compile does before the PKI and rendering, and all that kiln validate does.
+// The error is ErrSpec when the report has errors (or, with opt.Strict, warnings).
+func Load(path string, opt CompileOptions) (*spec.Spec, report.Report, error) {
+	s, rep := spec.Load(path)
+	if s == nil {
+		return nil, rep, ErrSpec
+	}
+	s.Defaults(opt.KilnVersion)
+	if k := &s.Cluster.KilnNode; k.SHA512 == "" && k.File == "" && opt.KilnNodeFile != "" {
+		k.File = opt.KilnNodeFile
+	}
+	rep.Merge(s.Validate())
+	if rep.HasErrors(opt.Strict) {
+		return nil, rep, ErrSpec
+	}
+	return s, rep, nil
 }
 
 // SavePKI writes the bundle to its directory unless it is already there unchanged.

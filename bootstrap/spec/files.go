@@ -11,14 +11,14 @@ import (
 
 	"github.com/kiln-cluster/kiln/bootstrap/report"
 	"github.com/kiln-cluster/kiln/node/unit"
+
+	"github.com/kiln-cluster/kiln/images/catalog"
 )
 
 // Variant is the Butane variant and version kiln writes for an OS.
 func Variant(os string) (variant, version string) {
-	if os == "fcos" {
-		return "fcos", "1.7.0"
-	}
-	return "flatcar", "1.1.0"
+	o := catalog.Of(os)
+	return o.ButaneVariant, o.ButaneVersion
 }
 
 // CheckSnippet translates a user's Butane snippet alone, reporting Butane's and Ignition's

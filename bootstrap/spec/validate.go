@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/kiln-cluster/kiln/bootstrap/report"
+	"github.com/kiln-cluster/kiln/images/catalog"
 	"github.com/kiln-cluster/kiln/internal/inputfile"
 )
 
@@ -77,7 +78,7 @@ func (v *validator) cluster() {
 		v.errorf("cluster.name", "cluster name %q: expected lower-case letters, digits and dashes (at most 63)", c.Name)
 	}
 	if v.oneOf("cluster.os", "os", c.OS, OSes) {
-		v.oneOf("cluster.channel", "channel of "+c.OS, c.Channel, Channels[c.OS])
+		v.oneOf("cluster.channel", "channel of "+c.OS, c.Channel, catalog.Of(c.OS).Channels)
 	}
 	if len(c.SSHAuthorizedKeys) == 0 {
 		v.warnf("cluster", "no sshAuthorizedKeys: nobody will be able to log in as core")
@@ -107,8 +108,8 @@ func (v *validator) cluster() {
 		}
 	}
 	if u.Server != "" && u.Server != "disabled" {
-		if c.OS != "flatcar" {
-			v.errorf("cluster.updates.server", "an update server can only be set for flatcar (Fedora CoreOS uses Zincati's own)")
+		if o := catalog.Of(c.OS); !o.Updates.Server {
+			v.errorf("cluster.updates.server", "an update server cannot be set for %s (%s has its own)", o.Name, o.Updates.Agent)
 		} else {
 			v.url("cluster.updates.server", u.Server, "the update server")
 		}

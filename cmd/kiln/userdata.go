@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kiln-cluster/kiln/bootstrap/render"
+	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/bootstrap/userdata"
 )
 
@@ -29,9 +29,8 @@ verifies its SHA-512 (upload --pointer-out there). A config that fits none of th
 
 vsphere prints the guestinfo properties to set (key=value lines); qemu writes the config to -o
 and prints the -fw_cfg argument to give QEMU. The output holds the node's private keys: it is
-written with mode 0600. The certificates come from --pki, the folder kiln render -o OUT made
-(OUT/pki), so every delivery hands out certificates of the same CA; a folder with no CA is
-refused (only kiln render creates one).`,
+written with mode 0600. The certificates come from --pki (made there on first use), the same
+folder kiln render uses, so every delivery hands out the same ones.`,
 		Example: `  kiln userdata -f configs/examples/demo.yaml --platform aws node1 -o node1.userdata
   kiln userdata -f configs/examples/demo.yaml --platform vsphere node1
   kiln userdata -f configs/examples/demo.yaml --platform qemu node1 -o node1.ign
@@ -49,21 +48,15 @@ refused (only kiln render creates one).`,
 			if p.Kind == userdata.FwCfg && out == "" {
 				return userErr(errors.New("--platform qemu needs -o FILE: the fw_cfg argument names the file holding the config"))
 			}
-			c, err := compile(file, pkiDir, false, strict, cmd.ErrOrStderr())
-			if err != nil {
+			o := deliverOptions(file, pkiDir, strict, cmd.ErrOrStderr())
+			o.Nodes = a[:1]
+			c, err := deliver.Prepare(o)
+			if errors.Is(err, deliver.ErrNoNode) {
+				return userErr(err)
+			} else if err != nil {
 				return err
 			}
 			node := c.Node(a[0])
-			if node == nil {
-				names := make([]string, len(c.Nodes))
-				for i, n := range c.Nodes {
-					names[i] = n.Name
-				}
-				return userErr(fmt.Errorf("no node %q in %s (nodes: %s)", a[0], file, strings.Join(names, ", ")))
-			}
-			if err := render.SavePKI(c.PKI); err != nil {
-				return err
-			}
 			d, err := p.Deliver(node.Ignition, userdata.Options{PointerURL: pointerURL})
 			if err != nil {
 				return userErr(err)
