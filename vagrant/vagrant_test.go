@@ -411,3 +411,37 @@ func checkVirtualBox(t *testing.T, name, mac string, config []byte, m machine) {
 		t.Errorf("%s: VirtualBox private network mac %v, want %s", name, priv["mac"], want)
 	}
 }
+
+// What kiln vagrant did not write survives a rewrite, and a symlinked folder stays a link.
+func TestWriteKeepsUserFilesAndLinks(t *testing.T) {
+	root := t.TempDir()
+	real := filepath.Join(root, "real")
+	dir := filepath.Join(root, "env")
+	if err := os.Symlink("real", dir); err != nil {
+		t.Fatal(err)
+	}
+	first := map[string][]byte{"Vagrantfile": []byte(vagrant.Marker + " one\n"), "a.ign": []byte("{}")}
+	if err := vagrant.Write(dir, first); err != nil {
+		t.Fatal(err)
+	}
+	notes := filepath.Join(dir, "NOTES.md")
+	if err := os.WriteFile(notes, []byte("mine"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	second := map[string][]byte{"Vagrantfile": []byte(vagrant.Marker + " two\n"), "b.ign": []byte("{}")}
+	if err := vagrant.Write(dir, second); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(notes); err != nil || string(b) != "mine" {
+		t.Errorf("NOTES.md lost: %q %v", b, err)
+	}
+	if l, err := os.Readlink(dir); err != nil || l != "real" {
+		t.Errorf("env is no longer the link: %q %v", l, err)
+	}
+	if _, err := os.Stat(filepath.Join(real, "b.ign")); err != nil {
+		t.Errorf("b.ign not written where env points: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(real, "a.ign")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a.ign of the old set is still there (%v)", err)
+	}
+}

@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kiln-cluster/kiln/bootstrap/pki"
+	"github.com/kiln-cluster/kiln/internal/outdir"
 )
 
 // writeFixture is a small bundle and nodes to write, without a spec.
@@ -116,8 +119,8 @@ func TestWriteRefusesWhatIsInTheWay(t *testing.T) {
 	}
 	mustWrite(t, filepath.Join(out, "n2", "config.ign", "x"), "a folder where a config goes", 0o644)
 	nodes, b = writeFixture(t, "n1", "n2")
-	if err := Write(out, nodes, b, nil); err == nil {
-		t.Fatal("no error")
+	if err := Write(out, nodes, b, nil); !errors.Is(err, outdir.ErrInTheWay) {
+		t.Fatalf("err = %v, want ErrInTheWay", err)
 	}
 	if !exists(filepath.Join(out, "n2", "config.ign", "x")) || !exists(filepath.Join(out, "n1", "config.ign")) {
 		t.Error("the output was changed")
@@ -184,7 +187,7 @@ func TestWriteRemovesStaleTemps(t *testing.T) {
 	if err := os.Mkdir(inUse, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	unlock, err := lockDir(inUse, false)
+	unlock, err := lockForTest(inUse)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,4 +210,17 @@ func TestWriteRemovesStaleTemps(t *testing.T) {
 			t.Errorf("%s was removed", o)
 		}
 	}
+}
+
+// lockForTest holds dir as a running render holds its temporary folder.
+func lockForTest(dir string) (func(), error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
 }
