@@ -45,7 +45,11 @@ type Replacement struct {
 // is one kiln wrote and may replace; when it is not, Begin returns notOurs (wrapped, naming the
 // folder). Call Close when done, after Commit or not.
 func Begin(path string, ours func(dir string) bool, notOurs error) (*Replacement, error) {
-	dir, err := atomicfile.Resolve(filepath.Clean(path))
+	abs, err := filepath.Abs(path) // "." has no parent to build beside it in
+	if err != nil {
+		return nil, err
+	}
+	dir, err := atomicfile.Resolve(abs)
 	if err != nil {
 		return nil, err
 	}
