@@ -149,8 +149,11 @@ func (r *Replacement) Commit(owned func(rel string) bool) error {
 }
 
 func carry(dir, tmp string, owned func(rel string) bool) error {
-	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+	root, err := os.Lstat(dir)
+	if errors.Is(err, os.ErrNotExist) {
 		return nil
+	} else if err != nil {
+		return err
 	}
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -159,6 +162,10 @@ func carry(dir, tmp string, owned func(rel string) bool) error {
 		rel, err := filepath.Rel(dir, p)
 		if err != nil || rel == "." {
 			return err
+		}
+		if d.IsDir() && !sameDevice(root, p) {
+			// The old folder is removed after the swap: what is mounted in it would go too.
+			return fmt.Errorf("%s is a mount point: kiln cannot carry it into the new folder; unmount it or mount it elsewhere", p)
 		}
 		if !d.IsDir() && owned(filepath.ToSlash(rel)) {
 			return nil
@@ -205,6 +212,16 @@ func carry(dir, tmp string, owned func(rel string) bool) error {
 		}
 		return fmt.Errorf("%s is not kiln's and cannot be carried into the new folder (not a file, link or folder): move it away", p)
 	})
+}
+
+func sameDevice(root os.FileInfo, p string) bool {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return true
+	}
+	a, okA := root.Sys().(*syscall.Stat_t)
+	b, okB := fi.Sys().(*syscall.Stat_t)
+	return !okA || !okB || a.Dev == b.Dev
 }
 
 // mkdirs makes the folder rel inside tmp and its parents, each with the mode of the same folder

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -66,5 +68,33 @@ func TestBeginRefusesForeignFolder(t *testing.T) {
 	}
 	if err := build(t, dir, nil, func(string) bool { return false }); !errors.Is(err, errNotOurs) {
 		t.Fatalf("err = %v, want errNotOurs", err)
+	}
+}
+
+// A file system mounted inside the folder is refused, not copied and then removed with the old
+// folder.
+func TestCommitRefusesMountPoint(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	mine := func(rel string) bool { return rel == "marker" }
+	if err := build(t, dir, map[string]string{"marker": ""}, mine); err != nil {
+		t.Fatal(err)
+	}
+	mnt := filepath.Join(dir, "data")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
+	if err := os.WriteFile(filepath.Join(mnt, "precious"), []byte("p"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := build(t, dir, map[string]string{"marker": ""}, mine)
+	if err == nil || !strings.Contains(err.Error(), "mount point") {
+		t.Fatalf("err = %v, want a refusal naming the mount point", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(mnt, "precious")); err != nil || string(b) != "p" {
+		t.Errorf("the mounted file is gone: %q %v", b, err)
 	}
 }
