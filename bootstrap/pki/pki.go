@@ -162,15 +162,32 @@ func (b *Bundle) Write(dir string) error {
 		if err := os.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
 			return err
 		}
-		// Atomic: Write may replace the files of a PKI in use (kiln userdata adds a node's).
-		if err := atomicfile.Write(f.path, f.data, f.mode); err != nil {
-			return err
-		}
-		if err := os.Chmod(f.path, f.mode); err != nil {
+		if err := f.write(); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// write stores the file unless it holds these bytes already. A file that exists is replaced
+// atomically (a PKI in use: kiln userdata adds a node's certificates); a new one is written
+// directly (kiln render writes into a fresh folder that it swaps in as a whole).
+func (f file) write() error {
+	old, err := readSmall(f.path)
+	switch {
+	case err == nil && bytes.Equal(old, f.data):
+	case err == nil:
+		if err := atomicfile.Write(f.path, f.data, f.mode); err != nil {
+			return err
+		}
+	case errors.Is(err, os.ErrNotExist):
+		return os.WriteFile(f.path, f.data, f.mode)
+	default:
+		if err := atomicfile.Write(f.path, f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	return os.Chmod(f.path, f.mode)
 }
 
 // Owned reports whether rel, a slash-separated path inside a PKI folder, is a file that Write
