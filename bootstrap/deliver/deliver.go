@@ -30,6 +30,9 @@ type Options struct {
 	PKIDir string
 	// Strict turns the spec's warnings into errors.
 	Strict bool
+	// CreatePKI lets the compile make a new CA when PKIDir holds none: kiln render only. Every
+	// other delivery refuses a folder with no CA (an error wrapping pki.ErrNoPKI naming it).
+	CreatePKI bool
 	// KilnNodeFile is the kiln-node whose hash the configs verify when the spec gives none;
 	// "" means the kiln-node installed beside the running kiln, if any.
 	KilnNodeFile string
@@ -47,7 +50,7 @@ func (o Options) Compile() render.CompileOptions {
 	if node == "" {
 		node = SiblingKilnNode()
 	}
-	return render.CompileOptions{PKIDir: o.PKIDir, KilnVersion: version.Version, KilnNodeFile: node, Strict: o.Strict}
+	return render.CompileOptions{PKIDir: o.PKIDir, CreatePKI: o.CreatePKI, KilnVersion: version.Version, KilnNodeFile: node, Strict: o.Strict}
 }
 
 // Compile turns the spec into every node's configs, with the PKI in memory only (kiln render

@@ -18,7 +18,7 @@ func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 func TestCompileKeepsPKIInMemoryPrepareSavesIt(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pki")
-	c, err := Compile(Options{Spec: example, PKIDir: dir})
+	c, err := Compile(Options{Spec: example, PKIDir: dir, CreatePKI: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func TestCompileKeepsPKIInMemoryPrepareSavesIt(t *testing.T) {
 	if exists(dir) {
 		t.Fatalf("Compile wrote %s: kiln render writes the PKI with its configs, in one step", dir)
 	}
-	c1, err := Prepare(Options{Spec: example, PKIDir: dir})
+	c1, err := Prepare(Options{Spec: example, PKIDir: dir, CreatePKI: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func TestCompileKeepsPKIInMemoryPrepareSavesIt(t *testing.T) {
 		t.Fatalf("Prepare did not save the PKI in %s", dir)
 	}
 	// A second delivery hands out the same configs: the PKI is reused, not made again.
-	c2, err := Prepare(Options{Spec: example, PKIDir: dir})
+	c2, err := Prepare(Options{Spec: example, PKIDir: dir, CreatePKI: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestCompileKeepsPKIInMemoryPrepareSavesIt(t *testing.T) {
 
 func TestUnknownNodeWritesNothing(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pki")
-	_, err := Prepare(Options{Spec: example, PKIDir: dir, Nodes: []string{"node1", "node9"}})
+	_, err := Prepare(Options{Spec: example, PKIDir: dir, CreatePKI: true, Nodes: []string{"node1", "node9"}})
 	if !errors.Is(err, ErrNoNode) || !strings.Contains(err.Error(), `no node "node9"`) || !strings.Contains(err.Error(), "node1, node2") {
 		t.Fatalf("err = %v, want ErrNoNode naming node9 and the spec's nodes", err)
 	}
@@ -68,7 +68,7 @@ func TestSpecProblemsArePrintedAndReported(t *testing.T) {
 		"validate": func(o Options) error { _, err := Validate(o); return err },
 	} {
 		out.Reset()
-		err := run(Options{Spec: spec, PKIDir: filepath.Join(t.TempDir(), "pki"), Problems: &out})
+		err := run(Options{Spec: spec, PKIDir: filepath.Join(t.TempDir(), "pki"), CreatePKI: true, Problems: &out})
 		if !errors.Is(err, ErrReported) || !errors.Is(err, render.ErrSpec) {
 			t.Errorf("%s: err = %v, want ErrReported wrapping render.ErrSpec", name, err)
 		}
@@ -93,7 +93,7 @@ func TestStrictTurnsWarningsIntoErrors(t *testing.T) {
 }
 
 func TestContextPointsAtTheOperatorCertificates(t *testing.T) {
-	c, err := Compile(Options{Spec: example, PKIDir: filepath.Join(t.TempDir(), "pki")})
+	c, err := Compile(Options{Spec: example, PKIDir: filepath.Join(t.TempDir(), "pki"), CreatePKI: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-cluster/kiln/bootstrap/deliver"
+	"github.com/kiln-cluster/kiln/bootstrap/pki"
 	"github.com/kiln-cluster/kiln/node/version"
 )
 
@@ -73,7 +74,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "kiln: %v\n", err)
 	var ue userError
-	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") {
+	if errors.As(err, &ue) || errors.Is(err, pki.ErrNoPKI) || errors.Is(err, deliver.ErrNoNode) ||
+		strings.HasPrefix(err.Error(), "unknown command") {
 		return 1
 	}
 	return 2

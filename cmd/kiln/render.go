@@ -60,7 +60,9 @@ render that fails leaves it as it was. The same spec and PKI give byte-identical
 		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Not Prepare: the PKI is written with the configs, in one step.
-			c, err := deliver.Compile(deliverOptions(file, filepath.Join(out, "pki"), strict, cmd.ErrOrStderr()))
+			o := deliverOptions(file, filepath.Join(out, "pki"), strict, cmd.ErrOrStderr())
+			o.CreatePKI = true
+			c, err := deliver.Compile(o)
 			if err != nil {
 				return err
 			}
