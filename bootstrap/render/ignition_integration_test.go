@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kiln-cluster/kiln/bootstrap/pki"
 	"github.com/kiln-cluster/kiln/internal/testkit"
@@ -95,7 +96,7 @@ nodes:
 				t.Fatal(err)
 			}
 			s := loadSpec(t, path)
-			b, err := pki.Ensure(filepath.Join(dir, "pki"), s.Cluster.Name, PKINodes(s), nowForTests())
+			b, err := pki.Ensure(filepath.Join(dir, "pki"), s.Cluster.Name, PKINodes(s), time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
