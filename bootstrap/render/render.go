@@ -219,12 +219,7 @@ func translate(what, dir string, bu []byte, tree *yaml.Node, o origins, rep *rep
 // mergeUnder adds child's entries to parent where parent has none of the same key: what is
 // shared (the user's cluster snippets among it) wins over kiln's per-node defaults.
 func mergeUnder(parent, child *yaml.Node) {
-	if parent.Kind == yaml.DocumentNode {
-		parent = parent.Content[0]
-	}
-	if child.Kind == yaml.DocumentNode {
-		child = child.Content[0]
-	}
+	parent, child = body(parent), body(child)
 	for i := 0; i+1 < len(child.Content); i += 2 {
 		k, cv := child.Content[i], child.Content[i+1]
 		pv := lookup(parent, k.Value)
