@@ -20,6 +20,7 @@ import (
 
 	"github.com/kiln-cluster/kiln/internal/etcdtest"
 	"github.com/kiln-cluster/kiln/internal/testkit"
+	"github.com/kiln-cluster/kiln/node/ctl"
 	"github.com/kiln-cluster/kiln/node/engine"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/unit"
@@ -314,7 +315,7 @@ func TestIntegrationScheduler(t *testing.T) {
 	})
 	t.Logf("two instances running %s after kiln ctl start", took.Round(time.Millisecond))
 
-	var listed []engine.UnitStatus
+	var listed []ctl.UnitStatus
 	if err := json.Unmarshal([]byte(ctlRun(t, c, "list-units", "-o", "json")), &listed); err != nil {
 		t.Fatal(err)
 	}
@@ -513,7 +514,7 @@ MachineMetadata=role=worker
 	if !strings.Contains(out, "Desired: loaded") {
 		t.Fatalf("my-app@2 after a kiln-node restart:\n%s", out)
 	}
-	var units []engine.UnitStatus
+	var units []ctl.UnitStatus
 	if err := json.Unmarshal([]byte(ctlRun(t, c, "list-units", "-o", "json")), &units); err != nil {
 		t.Fatal(err)
 	}
