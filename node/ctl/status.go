@@ -38,9 +38,9 @@ type Placement struct {
 	Report  *keys.UnitReport `json:"report,omitempty"`
 }
 
-// units reads every submitted unit's status at one revision, sorted by name. Placements and
+// statuses reads every submitted unit's status at one revision, sorted by name. Placements and
 // reports of units that are no longer submitted are listed too (they are being taken down).
-func units(ctx context.Context, kv clientv3.KV) ([]UnitStatus, error) {
+func statuses(ctx context.Context, kv clientv3.KV) ([]UnitStatus, error) {
 	resp, err := kv.Txn(ctx).Then(
 		clientv3.OpGet(keys.Units, clientv3.WithPrefix()),
 		clientv3.OpGet(keys.Schedule, clientv3.WithPrefix()),

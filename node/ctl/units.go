@@ -91,7 +91,7 @@ const waitPoll = 250 * time.Millisecond
 // still pending).
 func (c *Client) Wait(ctx context.Context, names []string) error {
 	for {
-		units, err := units(ctx, c.etcd)
+		units, err := statuses(ctx, c.etcd)
 		if err != nil && ctx.Err() == nil {
 			return err
 		}
@@ -126,7 +126,7 @@ func (c *Client) Wait(ctx context.Context, names []string) error {
 // Units reads every unit's status at one revision, sorted by name (kiln ctl list-units).
 // Templates are listed too: they run only as instances.
 func (c *Client) Units(ctx context.Context) ([]UnitStatus, error) {
-	units, err := units(ctx, c.etcd)
+	units, err := statuses(ctx, c.etcd)
 	if units == nil && err == nil {
 		units = []UnitStatus{}
 	}
@@ -146,7 +146,7 @@ type UnitFile struct {
 
 // UnitFiles lists the submitted units (not those being taken down after destroy).
 func (c *Client) UnitFiles(ctx context.Context) ([]UnitFile, error) {
-	units, err := units(ctx, c.etcd)
+	units, err := statuses(ctx, c.etcd)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +207,7 @@ func (c *Client) Unit(ctx context.Context, name string, lines int) (*UnitDetail,
 }
 
 func (c *Client) find(ctx context.Context, name string) (*UnitStatus, error) {
-	units, err := units(ctx, c.etcd)
+	units, err := statuses(ctx, c.etcd)
 	if err != nil {
 		return nil, err
 	}
