@@ -145,4 +145,3 @@ func findBusybox() (string, error) {
 	}
 	return p, nil
 }
-
