@@ -178,6 +178,17 @@ func missing(t *testing.T, msg string) {
 	t.Skip(msg)
 }
 
+// configHome is the XDG_CONFIG_HOME of the cluster's commands (where kiln ctl's context is).
+func (c *cluster) configHome() string {
+	home := "" // the last one counts, as for exec
+	for _, e := range c.env {
+		if v, ok := strings.CutPrefix(e, "XDG_CONFIG_HOME="); ok {
+			home = v
+		}
+	}
+	return home
+}
+
 func (c *cluster) machine(node string) string { return "kiln-" + c.name + "-" + node }
 
 func (c *cluster) kilnRun(args ...string) string {
