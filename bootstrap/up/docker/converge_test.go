@@ -2,13 +2,15 @@ package docker_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
-// TestIntegrationUpConverges proves kiln up's life cycle on a small cluster: --wait=false returns
+// TestIntegrationUpConverges proves kiln up's life cycle on a small cluster: a cluster not up in
+// time fails naming the node, the step and its journal; --wait=false returns
 // with the container running before the cluster is up; kiln up again converges (waits for it,
 // starts a stopped machine, adds a node added to the spec, leaves the running ones alone); kiln
 // down needs no --driver, removes containers, network and kiln ctl's context, and is idempotent.
@@ -41,6 +43,19 @@ func TestIntegrationUpConverges(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.nodes = []string{"node1"}
+
+	// A cluster not up in time: the node and step are named, with the node's last journal lines.
+	cmd := exec.Command(c.kiln, "up", "-f", c.spec, "-o", c.out, "--timeout", "100ms")
+	cmd.Env = c.env
+	failed, err := cmd.CombinedOutput()
+	if strings.Contains(string(failed), "--- last lines of node1 ---\n---") {
+		t.Errorf("kiln up --timeout 100ms shows no lines of node1:\n%s", failed)
+	}
+	for _, want := range []string{"node1      FAILED at etcd", "--- last lines of node1 ---\n", "kiln up: cluster not up in time: node1: etcd"} {
+		if err == nil || !strings.Contains(string(failed), want) {
+			t.Errorf("kiln up --timeout 100ms: %v, output lacks %q:\n%s", err, want, failed)
+		}
+	}
 
 	start := time.Now()
 	out := c.kilnRun("up", "-f", c.spec, "-o", c.out, "--wait=false")

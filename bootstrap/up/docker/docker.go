@@ -222,7 +222,8 @@ func (d *Driver) Journal(ctx context.Context, p *up.Plan, node string, lines int
 	name := up.MachineName(p.Cluster(), node)
 	n := fmt.Sprint(lines)
 	script := fmt.Sprintf(`if [ -e %[1]s/ignition.done ]; then journalctl --no-pager -b -n %[2]s -o short-precise; else tail -n %[2]s %[1]s/ignition.log; fi`, nodeimage.StateDir, n)
-	if out, err := dockerCmd(ctx, nil, "exec", name, "sh", "-c", script); err == nil && strings.TrimSpace(out) != "" {
+	// Early in a boot the journal may have no entries yet: then the container's own output.
+	if out, err := dockerCmd(ctx, nil, "exec", name, "sh", "-c", script); err == nil && strings.TrimSpace(out) != "" && !strings.HasPrefix(out, "-- No entries --") {
 		return out
 	}
 	out, _ := dockerCmd(ctx, nil, "logs", "--tail", n, name)
