@@ -18,13 +18,14 @@ type Progress struct {
 
 	mu    sync.Mutex
 	nodes []string          // in the spec's order; "" (the cluster) first
-	last  map[string]string // node: its last step and detail
+	last  map[string]string // node: its furthest step and detail
+	step  map[string]Step   // node: its furthest step
 	drawn int               // lines of the table on the terminal
 }
 
 // NewProgress reports on w for nodes; tty selects the redrawn table.
 func NewProgress(w io.Writer, nodes []string, tty bool) *Progress {
-	p := &Progress{w: w, tty: tty, start: time.Now(), last: map[string]string{}}
+	p := &Progress{w: w, tty: tty, start: time.Now(), last: map[string]string{}, step: map[string]Step{}}
 	p.nodes = append([]string{""}, nodes...)
 	return p
 }
@@ -42,6 +43,12 @@ func (p *Progress) Step(node string, step Step, detail string) {
 		fmt.Fprintf(p.w, "%6.1fs  %-10s %s\n", at, label(node), line)
 		return
 	}
+	// The table shows how far each node got: steps may be reported out of order (a kiln-node
+	// registers through another member before its own member answers).
+	if prev, ok := p.step[node]; ok && rank(prev) > rank(step) {
+		return
+	}
+	p.step[node] = step
 	p.last[node] = fmt.Sprintf("%-40s %5.1fs", line, at)
 	p.draw()
 }
@@ -87,4 +94,16 @@ func label(node string) string {
 		return "cluster"
 	}
 	return node
+}
+
+// steps is the order of the steps on a node's way up.
+var steps = []Step{StepImage, StepNetwork, StepMachine, StepIgnition, StepEtcd, StepRegistered}
+
+func rank(s Step) int {
+	for i, x := range steps {
+		if x == s {
+			return i
+		}
+	}
+	return -1
 }

@@ -25,19 +25,21 @@ func TestState(t *testing.T) {
 
 func TestProgress(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		tty  bool
-		want []string
+		name    string
+		tty     bool
+		want    []string
+		notWant string // the table keeps each node's furthest step
 	}{
 		{name: "plain lines", want: []string{`^ *[0-9.]+s  cluster    network: kiln-demo$`, `^ *[0-9.]+s  node1      etcd: healthy$`,
 			`^ *[0-9.]+s  node2      FAILED at ignition: boom$`, `^--- last lines of node2 ---$`, `^journal line$`}},
-		{name: "table", tty: true, want: []string{`\x1b\[2Knode1 +etcd: healthy`, `\x1b\[2Knode2 +waiting`, `\x1b\[[0-9]+A`,
+		{name: "table", tty: true, notWant: `node1 +etcd`, want: []string{`\x1b\[2Knode1 +registered: machine 1`, `\x1b\[2Knode2 +waiting`, `\x1b\[[0-9]+A`,
 			`\x1b\[2Knode2 +FAILED at ignition: boom`, `^journal line$`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var b bytes.Buffer
 			p := NewProgress(&b, []string{"node1", "node2"}, tc.tty)
 			p.Step("", StepNetwork, "kiln-demo")
+			p.Step("node1", StepRegistered, "machine 1")
 			p.Step("node1", StepEtcd, "healthy")
 			p.Failed("node2", StepIgnition, errors.New("boom"), "journal line\n")
 			out := b.String()
@@ -45,6 +47,9 @@ func TestProgress(t *testing.T) {
 				if !regexp.MustCompile("(?m)" + w).MatchString(out) {
 					t.Errorf("output lacks %q:\n%s", w, out)
 				}
+			}
+			if tc.notWant != "" && regexp.MustCompile(tc.notWant).MatchString(out) {
+				t.Errorf("output has %q:\n%s", tc.notWant, out)
 			}
 			if !tc.tty && strings.Contains(out, "\x1b") {
 				t.Errorf("escape codes off a terminal:\n%q", out)
