@@ -289,6 +289,9 @@ func ensureNetwork(ctx context.Context, p *up.Plan) error {
 		}
 	}
 	_, err := dockerCmd(ctx, nil, append(args, name)...)
+	if err != nil && subnet != nil && strings.Contains(err.Error(), "overlaps") {
+		return fmt.Errorf("%w: %s (%v)", ErrSubnetTaken, subnet, err)
+	}
 	return err
 }
 

@@ -7,6 +7,8 @@ var (
 	ErrRemoteSource = errors.New("the config fetches a file that the node image does not hold (nodes of the docker driver fetch nothing from outside)")
 	// ErrIgnition: Ignition failed at the node's first boot (its log follows).
 	ErrIgnition = errors.New("ignition failed at first boot")
+	// ErrSubnetTaken: the nodes' subnet overlaps another Docker network.
+	ErrSubnetTaken = errors.New("the nodes' subnet is taken by another Docker network: give the nodes addresses of a free subnet in the spec")
 	// ErrStopped: the container stopped while booting.
 	ErrStopped = errors.New("the container stopped while booting")
 )
