@@ -70,6 +70,7 @@ func unitArgs(a []string, needFile bool) ([]submit.File, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", arg, submit.ErrNoText))
 			continue
 		}
+		arg = unit.Normalize(arg)
 		if err := unit.ValidateName(arg); err != nil {
 			errs = append(errs, err)
 			continue
@@ -385,6 +386,7 @@ func newCtlListMachinesCmd() *cobra.Command {
 
 // findUnit returns the status of one unit, or a user error.
 func findUnit(ctx context.Context, cli *clientv3.Client, name string) (*engine.UnitStatus, error) {
+	name = unit.Normalize(name)
 	units, err := engine.Units(ctx, cli)
 	if err != nil {
 		return nil, err
@@ -511,7 +513,7 @@ get every machine's lines one after the other.`,
 			var all []out
 			var errs []error
 			for _, m := range machines {
-				l, err := journal.Ask(ctx, cli, m, a[0], lines)
+				l, err := journal.Ask(ctx, cli, m, u.Name, lines)
 				if err != nil {
 					errs = append(errs, err)
 				}

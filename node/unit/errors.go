@@ -10,6 +10,7 @@ import (
 // so callers and tests compare with errors.Is.
 var (
 	// Syntax of the file (systemd.syntax(7)).
+	ErrTooLarge       = errors.New("unit file too large")
 	ErrNUL            = errors.New("NUL byte in unit file")
 	ErrInvalidUTF8    = errors.New("invalid UTF-8")
 	ErrLineTooLong    = errors.New("line too long")
