@@ -301,7 +301,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	g.Go(func() error { return journal.Serve(ctx, cli, id, logs, log) })
 	if c.FleetLockListen != "" {
-		// FleetLock serves every group with the configured limits (Zincati's default group is "default").
+		// FleetLock serves this machine's own group, with its limits; a request for another
+		// group is refused (unknown_group). Zincati's group is "default" unless configured.
 		h := lock.NewFleetLock(mgr, log)
 		if err := serve(ctx, g, "fleetlock", c.FleetLockListen, h, log); err != nil {
 			return err
