@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kiln-cluster/kiln/internal/atomicfile"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
 
@@ -433,10 +434,10 @@ func (u *execUnit) setLocked(active, sub string) {
 	}
 	close(u.wake)
 	u.wake = make(chan struct{})
-	u.writeStateLocked()
+	_ = u.writeStateLocked() // logged
 }
 
-func (u *execUnit) writeStateLocked() {
+func (u *execUnit) writeStateLocked() error {
 	s := ExecState{Unit: u.name, ActiveState: u.active, SubState: u.sub, Result: u.result, Since: u.since,
 		Starts: u.starts, BootID: currentBootID()}
 	if u.main != nil && u.main.Process != nil && u.active != Inactive && u.active != Failed {
@@ -446,12 +447,15 @@ func (u *execUnit) writeStateLocked() {
 		s.Groups = append(s.Groups, Group{g, start})
 	}
 	sort.Slice(s.Groups, func(i, j int) bool { return s.Groups[i].PGID < s.Groups[j].PGID })
-	raw, _ := json.Marshal(s)
-	path := u.e.statePath(u.name)
-	tmp := filepath.Join(filepath.Dir(path), "."+u.name+".tmp")
-	if err := os.WriteFile(tmp, raw, 0o644); err == nil {
-		_ = os.Rename(tmp, path)
+	raw, err := json.Marshal(s)
+	if err == nil {
+		err = atomicfile.Write(u.e.statePath(u.name), raw, 0o644)
 	}
+	if err != nil {
+		// The state file is how a later run finds the processes to sweep: say it is stale.
+		u.e.log.Error("exec executor: state file not written", "unit", u.name, "err", err)
+	}
+	return err
 }
 
 // waitStarted waits until the unit leaves the start: active, failed, inactive, or in
@@ -752,7 +756,7 @@ func (u *execUnit) anyAlive() bool {
 func (u *execUnit) clearGroups() {
 	u.e.mu.Lock()
 	u.groups = nil
-	u.writeStateLocked()
+	_ = u.writeStateLocked() // logged
 	u.e.mu.Unlock()
 }
 
@@ -762,7 +766,7 @@ func (u *execUnit) dropGroup(pid int) {
 	}
 	u.e.mu.Lock()
 	delete(u.groups, pid)
-	u.writeStateLocked()
+	_ = u.writeStateLocked() // logged
 	u.e.mu.Unlock()
 }
 
@@ -839,7 +843,7 @@ func (u *execUnit) spawn(svc *service, c Command, env map[string]string, log *sl
 	}
 	st, _ := procStat(cmd.Process.Pid)
 	u.groups[cmd.Process.Pid] = st.start
-	u.writeStateLocked()
+	_ = u.writeStateLocked() // logged
 	log.Debug("command started", "cmd", path, "pid", cmd.Process.Pid)
 	return cmd, nil
 }

@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/kiln-cluster/kiln/internal/atomicfile"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
 
@@ -148,7 +149,7 @@ func fileName(name string) error {
 	return nil
 }
 
-// writeMarked writes a unit file atomically (a temporary file renamed over it), mode 0644.
+// writeMarked writes a unit file atomically and durably (internal/atomicfile), mode 0644.
 // An existing file without the marker is not replaced.
 func writeMarked(dir, name string, hash unit.Hash, text []byte) error {
 	if err := fileName(name); err != nil {
@@ -163,23 +164,7 @@ func writeMarked(dir, name string, hash unit.Hash, text []byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, "."+name+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(fileText(hash, text)); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, fileText(hash, text), 0o644)
 }
 
 // removeMarked removes a unit file written by writeMarked.
