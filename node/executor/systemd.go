@@ -16,6 +16,7 @@ import (
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
 
+	"github.com/kiln-cluster/kiln/internal/atomicfile"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
 
@@ -144,7 +145,7 @@ func (s *Systemd) WriteFile(name string, hash unit.Hash, text []byte) error {
 	if err := os.MkdirAll(filepath.Dir(s.dropInPath(name)), 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(s.dropInPath(name), []byte(body), 0o644)
+	return atomicfile.Write(s.dropInPath(name), []byte(body), 0o644)
 }
 
 // RemoveFile implements Executor; a failed unit of that name is reset, so that it leaves
