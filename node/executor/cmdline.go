@@ -129,7 +129,7 @@ func ParseCommands(value string, sp Specifiers) ([]Command, error) {
 	if err != nil {
 		return nil, err
 	}
-	words, err := SplitWords(expanded)
+	words, err := splitWords(expanded)
 	if err != nil {
 		return nil, err
 	}
@@ -148,13 +148,13 @@ func ParseCommands(value string, sp Specifiers) ([]Command, error) {
 		return nil
 	}
 	for _, w := range words {
-		if w.text == ";" && !w.quoted {
+		if w.Text == ";" && !w.Quoted {
 			if err := flush(); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		cur = append(cur, w.text)
+		cur = append(cur, w.Text)
 	}
 	if err := flush(); err != nil {
 		return nil, err
@@ -198,108 +198,14 @@ done:
 	return c, nil
 }
 
-type word struct {
-	text   string
-	quoted bool
-}
-
-// SplitWords splits a value into words as systemd's extract_first_word does with
-// EXTRACT_UNQUOTE|EXTRACT_CUNESCAPE: blanks separate words, '...' and "..." quote (in any part
-// of a word), and backslash escapes are C's (\n \t \\ \" \' \xNN \NNN, "\ " a blank).
-func SplitWords(s string) ([]word, error) {
-	var out []word
-	i := 0
-	for {
-		for i < len(s) && isBlank(s[i]) {
-			i++
-		}
-		if i == len(s) {
-			return out, nil
-		}
-		var b strings.Builder
-		quoted := false
-		for i < len(s) && !isBlank(s[i]) {
-			switch c := s[i]; c {
-			case '\'', '"':
-				quoted = true
-				end := i + 1
-				for ; end < len(s) && s[end] != c; end++ {
-					if s[end] == '\\' && c == '"' && end+1 < len(s) {
-						n, r, err := cEscape(s[end:])
-						if err != nil {
-							return nil, err
-						}
-						b.WriteString(r)
-						end += n - 1
-						continue
-					}
-					b.WriteByte(s[end])
-				}
-				if end == len(s) {
-					return nil, fmt.Errorf("%w: unterminated quote", ErrCommand)
-				}
-				i = end + 1
-			case '\\':
-				n, r, err := cEscape(s[i:])
-				if err != nil {
-					return nil, err
-				}
-				b.WriteString(r)
-				i += n
-			default:
-				b.WriteByte(c)
-				i++
-			}
-		}
-		out = append(out, word{b.String(), quoted})
+// splitWords splits a command line or an Environment= value as systemd does (unit.SplitWords
+// with C escapes); its errors are ErrCommand's.
+func splitWords(v string) ([]unit.Word, error) {
+	ws, err := unit.SplitWords(v, unit.CEscapes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCommand, err)
 	}
-}
-
-func isBlank(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
-// cEscape reads the escape at the start of s (which begins with a backslash) and returns its
-// length and its text.
-func cEscape(s string) (int, string, error) {
-	if len(s) < 2 {
-		return 0, "", fmt.Errorf("%w: trailing backslash", ErrCommand)
-	}
-	switch c := s[1]; c {
-	case 'a':
-		return 2, "\a", nil
-	case 'b':
-		return 2, "\b", nil
-	case 'f':
-		return 2, "\f", nil
-	case 'n':
-		return 2, "\n", nil
-	case 'r':
-		return 2, "\r", nil
-	case 't':
-		return 2, "\t", nil
-	case 'v':
-		return 2, "\v", nil
-	case 's':
-		return 2, " ", nil
-	case '\\', '"', '\'', ' ', ';', '$':
-		// "\;" and "\$" keep a literal ';' word and '$' sign.
-		if c == ';' || c == '$' {
-			return 2, "\\" + string(c), nil
-		}
-		return 2, string(c), nil
-	case 'x':
-		if len(s) >= 4 {
-			if v, err := strconv.ParseUint(s[2:4], 16, 8); err == nil {
-				return 4, string([]byte{byte(v)}), nil
-			}
-		}
-	case '0', '1', '2', '3':
-		if len(s) >= 4 {
-			if v, err := strconv.ParseUint(s[1:4], 8, 8); err == nil {
-				return 4, string([]byte{byte(v)}), nil
-			}
-		}
-	}
-	return 0, "", fmt.Errorf("%w: bad escape %q", ErrCommand, s[:2])
+	return ws, nil
 }
 
 // Expand returns the command's path and argv with environment variables expanded as systemd
@@ -359,15 +265,15 @@ func validEnvName(s string) bool {
 // ParseEnvironment reads one Environment= value: blank-separated, optionally quoted
 // NAME=value assignments.
 func ParseEnvironment(value string) (map[string]string, error) {
-	words, err := SplitWords(value)
+	words, err := splitWords(value)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]string{}
 	for _, w := range words {
-		name, val, ok := strings.Cut(w.text, "=")
+		name, val, ok := strings.Cut(w.Text, "=")
 		if !ok || !validEnvName(name) {
-			return nil, fmt.Errorf("%w: %q", ErrEnvironment, w.text)
+			return nil, fmt.Errorf("%w: %q", ErrEnvironment, w.Text)
 		}
 		out[name] = val
 	}

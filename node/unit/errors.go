@@ -19,6 +19,7 @@ var (
 	ErrMissingEquals  = errors.New("missing '='")
 	ErrInvalidKey     = errors.New("invalid key")
 	ErrQuote          = errors.New("unterminated quote")
+	ErrEscape         = errors.New("invalid escape")
 
 	// The [X-Fleet] section.
 	ErrUnknownKey    = errors.New("unknown key in [X-Fleet]")
