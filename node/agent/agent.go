@@ -26,6 +26,7 @@ import (
 	"github.com/kiln-cluster/kiln/node/engine"
 	"github.com/kiln-cluster/kiln/node/etcdconn"
 	"github.com/kiln-cluster/kiln/node/executor"
+	"github.com/kiln-cluster/kiln/node/executor/exec"
 	"github.com/kiln-cluster/kiln/node/journal"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/lock"
@@ -324,7 +325,7 @@ func Run(ctx context.Context, o Options) error {
 // files under DATA-DIR/exec: units/, logs/, and state/<unit>.json saying what runs).
 func newExecutor(kind, dataDir, id, bootID, hostname string, log *slog.Logger) (executor.Executor, func(), error) {
 	if kind == "exec" {
-		ex, err := executor.NewExec(executor.ExecConfig{Dir: filepath.Join(dataDir, "exec"), MachineID: id,
+		ex, err := exec.New(exec.Config{Dir: filepath.Join(dataDir, "exec"), MachineID: id,
 			BootID: bootID, Hostname: hostname, Log: log.With("part", "exec")})
 		if err != nil {
 			return nil, nil, fmt.Errorf("exec executor: %w", err)

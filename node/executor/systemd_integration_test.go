@@ -29,7 +29,7 @@ func buildTestBinary(t *testing.T, dir, out string) {
 }
 
 // TestIntegrationSystemdExecutor runs the executor contract (TestContractSystemd) against a
-// real systemd: this package's tests, compiled statically, inside a systemd container. Then,
+// real systemd: the contract's tests (package exec), compiled statically, inside a systemd container. Then,
 // from outside, systemctl sees the unit the contract left running, from its file under
 // /run/systemd/system.
 func TestIntegrationSystemdExecutor(t *testing.T) {
@@ -42,7 +42,8 @@ func TestIntegrationSystemdExecutor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	buildTestBinary(t, wd, filepath.Join(bin, "executor.test"))
+	// the contract's tests live with the exec executor, which they also check
+	buildTestBinary(t, filepath.Join(wd, "exec"), filepath.Join(bin, "executor.test"))
 	m := systemdtest.Start(t, systemdtest.Options{Mounts: []systemdtest.Mount{{Source: bin, Target: "/kiln", ReadOnly: true}}})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -65,7 +66,7 @@ func TestIntegrationSystemdExecutor(t *testing.T) {
 	if !strings.Contains(show, "FragmentPath=/run/systemd/system/kiln-left@.service") || !strings.Contains(show, "SubState=running") {
 		t.Errorf("systemctl show:\n%s", show)
 	}
-	if head := m.Run("head", "-1", "/run/systemd/system/kiln-left@.service"); !strings.HasPrefix(head, markerPrefix) {
+	if head := m.Run("head", "-1", "/run/systemd/system/kiln-left@.service"); !strings.HasPrefix(head, MarkerPrefix) {
 		t.Errorf("unit file's first line %q, want the kiln marker", head)
 	}
 	// The contract's own units are gone or stopped: nothing of it runs but the one left.
