@@ -3,7 +3,6 @@ package executor
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -12,21 +11,6 @@ import (
 
 	"github.com/kiln-cluster/kiln/internal/systemdtest"
 )
-
-// buildTestBinary compiles the tests of the package in dir, statically, into out.
-func buildTestBinary(t *testing.T, dir, out string) {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtimeGOROOT(), "bin", "go")
-	}
-	cmd := exec.Command(goBin, "test", "-c", "-o", out, ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if raw, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go test -c: %v\n%s", err, raw)
-	}
-}
 
 // TestIntegrationSystemdExecutor runs the executor contract (TestContractSystemd) against a
 // real systemd: the contract's tests (package exec), compiled statically, inside a systemd container. Then,
@@ -43,7 +27,7 @@ func TestIntegrationSystemdExecutor(t *testing.T) {
 		t.Fatal(err)
 	}
 	// the contract's tests live with the exec executor, which they also check
-	buildTestBinary(t, filepath.Join(wd, "exec"), filepath.Join(bin, "executor.test"))
+	systemdtest.BuildTestBinary(t, filepath.Join(wd, "exec"), filepath.Join(bin, "executor.test"))
 	m := systemdtest.Start(t, systemdtest.Options{Mounts: []systemdtest.Mount{{Source: bin, Target: "/kiln", ReadOnly: true}}})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -74,15 +58,4 @@ func TestIntegrationSystemdExecutor(t *testing.T) {
 	if strings.TrimSpace(active) != "" {
 		t.Errorf("contract units still active:\n%s", active)
 	}
-}
-
-func runtimeGOROOT() string {
-	if r := os.Getenv("GOROOT"); r != "" {
-		return r
-	}
-	out, err := exec.Command("go", "env", "GOROOT").Output()
-	if err != nil {
-		return "/usr/local/go"
-	}
-	return strings.TrimSpace(string(out))
 }
