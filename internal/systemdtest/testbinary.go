@@ -7,19 +7,34 @@ import (
 	"testing"
 )
 
-// BuildTestBinary compiles the tests of the package in pkgDir into out, statically
-// (CGO_ENABLED=0), so that a test can run some of its own tests inside a machine: mount out's
-// folder and m.Exec(ctx, "/mnt/x.test", "-test.run", "^TestInside$").
-func BuildTestBinary(t testing.TB, pkgDir, out string) {
+// TestBinaryPath is where StartWithTests puts the test binary inside the machine.
+const TestBinaryPath = "/kiln-tests/pkg.test"
+
+// StartWithTests starts a machine (Require first: it skips without docker or the image) with
+// the tests of the package in pkgDir ("" : the current one) compiled statically and mounted
+// at TestBinaryPath, so that a test can run some of its own tests inside the machine:
+// m.Exec(ctx, systemdtest.TestBinaryPath, "-test.run", "^TestInside$").
+func StartWithTests(t testing.TB, pkgDir string, opts Options) *Machine {
 	t.Helper()
+	Require(t, opts.Image)
+	if pkgDir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkgDir = wd
+	}
+	bin := t.TempDir()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
 	}
-	cmd := exec.Command(goBin, "test", "-c", "-o", out, ".")
+	cmd := exec.Command(goBin, "test", "-c", "-o", filepath.Join(bin, filepath.Base(TestBinaryPath)), ".")
 	cmd.Dir = pkgDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if raw, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("systemdtest: go test -c in %s: %v\n%s", pkgDir, err, raw)
 	}
+	opts.Mounts = append(opts.Mounts, Mount{Source: bin, Target: filepath.Dir(TestBinaryPath), ReadOnly: true})
+	return Start(t, opts)
 }

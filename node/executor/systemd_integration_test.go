@@ -2,8 +2,6 @@ package executor
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -20,19 +18,12 @@ func TestIntegrationSystemdExecutor(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: systemd in a container")
 	}
-	systemdtest.Require(t, "")
-	bin := t.TempDir()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// the contract's tests live with the exec executor, which they also check
-	systemdtest.BuildTestBinary(t, filepath.Join(wd, "exec"), filepath.Join(bin, "executor.test"))
-	m := systemdtest.Start(t, systemdtest.Options{Mounts: []systemdtest.Mount{{Source: bin, Target: "/kiln", ReadOnly: true}}})
+	m := systemdtest.StartWithTests(t, "exec", systemdtest.Options{})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	out, err := m.Exec(ctx, "env", "KILN_SYSTEMD_CONTRACT=1", "/kiln/executor.test",
+	out, err := m.Exec(ctx, "env", "KILN_SYSTEMD_CONTRACT=1", systemdtest.TestBinaryPath,
 		"-test.run", "^TestContractSystemd$", "-test.v", "-test.count=1")
 	t.Logf("inside the machine:\n%s", out)
 	if err != nil {

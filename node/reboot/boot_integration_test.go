@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -34,20 +33,13 @@ func TestIntegrationBootInContainer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: systemd in a container")
 	}
-	systemdtest.Require(t, "")
-	bin := t.TempDir()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	systemdtest.BuildTestBinary(t, wd, filepath.Join(bin, "reboot.test"))
-	m := systemdtest.Start(t, systemdtest.Options{Mounts: []systemdtest.Mount{{Source: bin, Target: "/kiln", ReadOnly: true}}})
+	m := systemdtest.StartWithTests(t, "", systemdtest.Options{})
 	re := regexp.MustCompile(`(?m)^BOOT=(\S+)$`)
 	boot := func() string {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		out, err := m.Exec(ctx, "env", "KILN_PRINT_BOOT=1", "/kiln/reboot.test", "-test.run", "^TestPrintBoot$", "-test.v")
+		out, err := m.Exec(ctx, "env", "KILN_PRINT_BOOT=1", systemdtest.TestBinaryPath, "-test.run", "^TestPrintBoot$", "-test.v")
 		match := re.FindStringSubmatch(out)
 		if err != nil || match == nil {
 			t.Fatalf("inside the machine: %v\n%s", err, out)
