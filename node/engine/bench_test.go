@@ -107,19 +107,25 @@ func (s *simCluster) agent(ctx context.Context, m *simMachine) {
 // their instances, launched, in batched transactions (the load generator's side: as kiln ctl
 // would, many at once).
 func submitInstances(tb testing.TB, cli *clientv3.Client, templates, perTemplate int) int {
-	var ops []clientv3.Op
 	for t := range templates {
-		name := fmt.Sprintf("app%d@.service", t)
-		u, err := unit.Parse(name, []byte(fmt.Sprintf("[Service]\nExecStart=/bin/sleep infinity\n\n[X-Fleet]\nConflicts=app%d@*.service\n", t)))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		ops = append(ops, clientv3.OpPut(keys.UnitFile(u.Hash().String()), string(u.Bytes())))
-		for i := range perTemplate {
-			inst := fmt.Sprintf("app%d@%d.service", t, i)
-			raw, _ := json.Marshal(keys.Submitted{Name: inst, Hash: u.Hash(), DesiredState: unit.StateLaunched})
-			ops = append(ops, clientv3.OpPut(keys.Unit(inst), string(raw)))
-		}
+		submitTemplate(tb, cli, fmt.Sprintf("app%d@.service", t),
+			fmt.Sprintf("[Service]\nExecStart=/bin/sleep infinity\n\n[X-Fleet]\nConflicts=app%d@*.service\n", t), perTemplate)
+	}
+	return templates * perTemplate
+}
+
+// submitTemplate writes the template's file and n instances (0..n-1) of it, launched.
+func submitTemplate(tb testing.TB, cli *clientv3.Client, name, text string, n int) {
+	u, err := unit.Parse(name, []byte(text))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ops := []clientv3.Op{clientv3.OpPut(keys.UnitFile(u.Hash().String()), string(u.Bytes()))}
+	prefix := strings.TrimSuffix(name, "@.service") + "@"
+	for i := range n {
+		inst := fmt.Sprintf("%s%d.service", prefix, i)
+		raw, _ := json.Marshal(keys.Submitted{Name: inst, Hash: u.Hash(), DesiredState: unit.StateLaunched})
+		ops = append(ops, clientv3.OpPut(keys.Unit(inst), string(raw)))
 	}
 	var g errgroup.Group
 	g.SetLimit(16)
@@ -133,7 +139,6 @@ func submitInstances(tb testing.TB, cli *clientv3.Client, templates, perTemplate
 	if err := g.Wait(); err != nil {
 		tb.Fatal(err)
 	}
-	return templates * perTemplate
 }
 
 const keepAliveMetric = `grpc_server_msg_received_total{grpc_method="LeaseKeepAlive"`
