@@ -107,6 +107,14 @@ func BenchmarkFootprint(b *testing.B) {
 			time.Sleep(time.Second)
 		}
 		b.StopTimer()
+		if d := os.Getenv("KILN_FOOTPRINT_HOLD"); d != "" {
+			hold, _ := time.ParseDuration(d)
+			for _, n := range ns {
+				b.Logf("%s pid %d", n.id, n.cmd.Process.Pid)
+			}
+			b.Logf("floor pid %d", floor.Process.Pid)
+			time.Sleep(hold)
+		}
 		var total, largest float64
 		var per []string
 		for i, s := range sums {

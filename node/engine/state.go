@@ -27,10 +27,12 @@ type state struct {
 	unitsRev   int64
 	machines   map[string]machineEntry
 	placements map[string]map[string]kvEntry // machine → unit
+	placedOn   map[string]int                // unit → how many machines it is placed on
 	reports    map[string]map[string]string  // unit → machine → ActiveState
 	unplaced   map[string]kvEntry            // unit
 	election   map[string]bool               // the election's keys
 	templates  map[string]*unit.Unit         // parsed template files, by hash and name
+	problems   map[string]bool               // units that cannot be planned (see unitEntry.problem)
 	// dirty is set by every change that may change the plan (a report only when its unit
 	// waits for a machine).
 	dirty bool
@@ -60,8 +62,9 @@ type machineEntry struct {
 func newState() *state {
 	return &state{
 		units: map[string]*unitEntry{}, files: map[string][]byte{}, fileRevs: map[string]int64{}, machines: map[string]machineEntry{},
-		placements: map[string]map[string]kvEntry{}, reports: map[string]map[string]string{},
+		placements: map[string]map[string]kvEntry{}, placedOn: map[string]int{}, reports: map[string]map[string]string{},
 		unplaced: map[string]kvEntry{}, election: map[string]bool{}, templates: map[string]*unit.Unit{},
+		problems: map[string]bool{},
 	}
 }
 
@@ -140,14 +143,18 @@ func (st *state) put(key string, val []byte, rev, lease int64) {
 			return
 		}
 		st.units[name] = &unitEntry{rec: rec}
+		delete(st.problems, name)
 	case strings.HasPrefix(key, keys.UnitFiles):
 		h := strings.TrimPrefix(key, keys.UnitFiles)
 		st.fileRevs[h] = rev
 		if _, ok := st.files[h]; !ok {
 			st.files[h] = val
-			for _, u := range st.units {
-				if u.parsed && u.problem != "" && u.rec.Hash.String() == h {
+			// the units that waited for this file (only those: a walk over every unit for
+			// every new file would cost units × files)
+			for name := range st.problems {
+				if u := st.units[name]; u.rec.Hash.String() == h {
 					u.parsed = false
+					delete(st.problems, name)
 				}
 			}
 		}
@@ -168,8 +175,12 @@ func (st *state) put(key string, val []byte, rev, lease int64) {
 			on = map[string]kvEntry{}
 			st.placements[m] = on
 		}
-		if cur, ok := on[u]; ok && cur.rev > rev {
+		cur, ok := on[u]
+		if ok && cur.rev > rev {
 			return // an older event than our own write
+		}
+		if !ok {
+			st.placedOn[u]++
 		}
 		e := kvEntry{val: string(val), rev: rev}
 		e.a, e.ok = decodeAssignment(val)
@@ -206,6 +217,7 @@ func (st *state) del(key string, rev int64) {
 	switch {
 	case strings.HasPrefix(key, keys.Units):
 		delete(st.units, strings.TrimPrefix(key, keys.Units))
+		delete(st.problems, strings.TrimPrefix(key, keys.Units))
 	case strings.HasPrefix(key, keys.UnitFiles):
 		delete(st.files, strings.TrimPrefix(key, keys.UnitFiles))
 		delete(st.fileRevs, strings.TrimPrefix(key, keys.UnitFiles))
@@ -218,6 +230,9 @@ func (st *state) del(key string, rev int64) {
 		}
 		if cur, ok := st.placements[m][u]; ok && cur.rev <= rev {
 			delete(st.placements[m], u)
+			if st.placedOn[u]--; st.placedOn[u] <= 0 {
+				delete(st.placedOn, u)
+			}
 			if len(st.placements[m]) == 0 {
 				delete(st.placements, m)
 			}
@@ -276,13 +291,8 @@ func (st *state) touch(key string) {
 	}
 	if _, u, ok := split(key, keys.States); ok {
 		e, known := st.units[u]
-		if !known || !e.rec.DesiredState.Scheduled() {
+		if !known || !e.rec.DesiredState.Scheduled() || st.placedOn[u] > 0 {
 			return
-		}
-		for _, on := range st.placements {
-			if _, placed := on[u]; placed {
-				return
-			}
 		}
 	}
 	if strings.HasPrefix(key, keys.Election+"/") {
@@ -328,6 +338,7 @@ func (st *state) parse(u *unitEntry) {
 	text, ok := st.files[u.rec.Hash.String()]
 	if !ok {
 		u.problem = "unit file " + u.rec.Hash.Short() + " is missing"
+		st.problems[u.rec.Name] = true
 		return
 	}
 	var parsed *unit.Unit
@@ -340,6 +351,7 @@ func (st *state) parse(u *unitEntry) {
 			tu, err = unit.Parse(n.Template(), text)
 			if err != nil {
 				u.problem = "unit file: " + err.Error()
+				st.problems[u.rec.Name] = true
 				return
 			}
 			st.templates[key] = tu
@@ -350,6 +362,7 @@ func (st *state) parse(u *unitEntry) {
 	}
 	if err != nil {
 		u.problem = "unit file: " + err.Error()
+		st.problems[u.rec.Name] = true
 		return
 	}
 	u.fleet = parsed.Fleet
