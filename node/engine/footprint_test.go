@@ -15,26 +15,46 @@ import (
 	"github.com/kiln-cluster/kiln/internal/etcdtest"
 )
 
-// vmRSS reads a process's resident set size, in bytes, from /proc/PID/status.
-func vmRSS(tb testing.TB, pid int) float64 {
+// procStatus reads a process's memory from /proc/PID/status: VmRSS, RssAnon and RssFile in
+// bytes, and Threads.
+type procStatus struct{ rss, anon, file, threads float64 }
+
+func readStatus(tb testing.TB, pid int) procStatus {
 	tb.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			if err != nil {
-				tb.Fatalf("VmRSS of %d: %q", pid, rest)
+	var st procStatus
+	fields := map[string]*float64{"VmRSS": &st.rss, "RssAnon": &st.anon, "RssFile": &st.file, "Threads": &st.threads}
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		name, val, _ := strings.Cut(line, ":")
+		if p, ok := fields[name]; ok {
+			val = strings.TrimSpace(val)
+			scale := 1.0
+			if v, ok := strings.CutSuffix(val, " kB"); ok {
+				val, scale = v, 1024
 			}
-			return kb * 1024
+			n, err := strconv.ParseFloat(val, 64)
+			if err != nil {
+				tb.Fatalf("%s of %d: %q", name, pid, val)
+			}
+			*p = n * scale
+			delete(fields, name)
 		}
 	}
-	tb.Fatalf("no VmRSS in /proc/%d/status", pid)
-	return 0
+	if len(fields) > 0 {
+		tb.Fatalf("/proc/%d/status lacks %v", pid, fields)
+	}
+	return st
+}
+
+func (a *procStatus) add(b procStatus) {
+	a.rss, a.anon, a.file, a.threads = a.rss+b.rss, a.anon+b.anon, a.file+b.file, a.threads+b.threads
+}
+
+func (a procStatus) String() string {
+	return fmt.Sprintf("%.1f MB (anonymous %.1f, file %.1f; %.0f threads)", a.rss/1e6, a.anon/1e6, a.file/1e6, a.threads)
 }
 
 // floorProcess starts testdata/floor (a bare Go process with kiln's etcd client, a lease and a
@@ -97,38 +117,33 @@ func BenchmarkFootprint(b *testing.B) {
 		// steady state: let start-up garbage be collected and the scavenger return it
 		time.Sleep(20 * time.Second)
 		const samples = 10
-		sums := make([]float64, nodes)
-		var floorSum float64
+		sums := make([]procStatus, nodes)
+		var floorSum procStatus
 		for range samples {
 			for i, n := range ns {
-				sums[i] += vmRSS(b, n.cmd.Process.Pid)
+				sums[i].add(readStatus(b, n.cmd.Process.Pid))
 			}
-			floorSum += vmRSS(b, floor.Process.Pid)
+			floorSum.add(readStatus(b, floor.Process.Pid))
 			time.Sleep(time.Second)
 		}
 		b.StopTimer()
-		if d := os.Getenv("KILN_FOOTPRINT_HOLD"); d != "" {
-			hold, _ := time.ParseDuration(d)
-			for _, n := range ns {
-				b.Logf("%s pid %d", n.id, n.cmd.Process.Pid)
-			}
-			b.Logf("floor pid %d", floor.Process.Pid)
-			time.Sleep(hold)
+		mean := func(s procStatus) procStatus {
+			return procStatus{s.rss / samples, s.anon / samples, s.file / samples, s.threads / samples}
 		}
 		var total, largest float64
 		var per []string
 		for i, s := range sums {
-			mean := s / samples / 1e6
-			total += mean
-			largest = max(largest, mean)
-			per = append(per, fmt.Sprintf("%s %.1f MB", ns[i].id, mean))
+			m := mean(s)
+			total += m.rss / 1e6
+			largest = max(largest, m.rss/1e6)
+			per = append(per, fmt.Sprintf("%s %s", ns[i].id, m))
 		}
-		floorMB := floorSum / samples / 1e6
+		fl := mean(floorSum)
 		b.ReportMetric(largest, "rss-max-MB")
 		b.ReportMetric(total/nodes, "rss-MB")
-		b.ReportMetric(floorMB, "floor-MB")
-		b.Logf("steady state, %d units on %d kiln-node processes: RSS %s; floor (etcd client, lease, watch) %.1f MB",
-			units, nodes, strings.Join(per, ", "), floorMB)
+		b.ReportMetric(fl.rss/1e6, "floor-MB")
+		b.Logf("steady state, %d units on %d kiln-node processes: RSS %s; floor (etcd client, lease, watch) %s",
+			units, nodes, strings.Join(per, ", "), fl)
 		if reps, ok := reported(cli); !ok || len(reps) != units {
 			b.Fatalf("%d units reported running at the end, want %d", len(reps), units)
 		}
