@@ -751,6 +751,9 @@ func (p *planner) candidates(i int32) (cands []int32, all bool) {
 
 // finish turns the planner's state into the plan.
 func (p *planner) finish(plan *Plan) {
+	if len(p.units) > 0 {
+		plan.Placements = make([]Placement, 0, len(p.units))
+	}
 	for _, u := range p.units {
 		slices.Sort(u.placed)
 		for _, m := range u.placed {
@@ -815,7 +818,8 @@ func (p *planner) finish(plan *Plan) {
 			plan.Actions = append(plan.Actions, Action{Kind: Schedule, Unit: u.Name, Machine: id, Reason: why})
 		}
 	}
-	slices.SortStableFunc(plan.Actions, func(a, b Action) int {
+	// (kind, unit, machine) is unique: an unstable sort gives the same order, in n log n
+	slices.SortFunc(plan.Actions, func(a, b Action) int {
 		if a.Kind != b.Kind {
 			if a.Kind == Unschedule {
 				return -1
