@@ -58,11 +58,11 @@ func (a procStatus) String() string {
 }
 
 // floorProcess starts testdata/floor (a bare Go process with kiln's etcd client, a lease and a
-// watch) against the cluster; it ends when the test does.
+// watch, built as make build builds kiln-node) against the cluster; it ends when the test does.
 func floorProcess(tb testing.TB, c *etcdtest.Cluster) *exec.Cmd {
 	tb.Helper()
 	bin := filepath.Join(tb.TempDir(), "floor")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./testdata/floor")
+	build := exec.Command("go", "build", "-trimpath", "-tags", "grpcnotrace", "-ldflags", "-s -w", "-o", bin, "./testdata/floor")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		tb.Fatalf("build floor: %v\n%s", err, out)

@@ -68,19 +68,36 @@ func newState() *state {
 	}
 }
 
-// load reads every key under /kiln/ at one revision.
+// loadPage is how many keys load reads per request: a cluster of 100,000 units is some 300,000
+// keys, which in one response would be a message of a hundred megabytes that etcd and the
+// engine both hold at once.
+const loadPage = 5000
+
+// load reads every key under /kiln/ at one revision, a page at a time.
 func load(ctx context.Context, kv clientv3.KV) (*state, error) {
 	st := newState()
-	resp, err := kv.Get(ctx, keys.Prefix, clientv3.WithPrefix())
-	if err != nil {
-		return nil, err
+	from, end := keys.Prefix, clientv3.GetPrefixRangeEnd(keys.Prefix)
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(loadPage)}
+		if st.rev != 0 {
+			opts = append(opts, clientv3.WithRev(st.rev))
+		}
+		resp, err := kv.Get(ctx, from, opts...)
+		if err != nil {
+			return nil, err
+		}
+		if st.rev == 0 {
+			st.rev = resp.Header.Revision
+			st.unitsRev = resp.Header.Revision
+		}
+		for _, kvp := range resp.Kvs {
+			st.put(string(kvp.Key), kvp.Value, kvp.ModRevision, kvp.Lease)
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return st, nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
-	st.rev = resp.Header.Revision
-	st.unitsRev = resp.Header.Revision
-	for _, kvp := range resp.Kvs {
-		st.put(string(kvp.Key), kvp.Value, kvp.ModRevision, kvp.Lease)
-	}
-	return st, nil
 }
 
 // applyWatch takes one watch response; it asks for a resync when the watch broke and reports
