@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -147,6 +148,10 @@ func (st *state) put(key string, val []byte, rev, lease int64) {
 	if st.known(key, rev) {
 		return // the echo of the engine's own write, or an older event
 	}
+	if id, ok := strings.CutPrefix(key, keys.Machines); ok {
+		st.putMachine(id, val, lease)
+		return
+	}
 	st.touch(key)
 	switch {
 	case strings.HasPrefix(key, keys.Units):
@@ -175,13 +180,6 @@ func (st *state) put(key string, val []byte, rev, lease int64) {
 				}
 			}
 		}
-	case strings.HasPrefix(key, keys.Machines):
-		id := strings.TrimPrefix(key, keys.Machines)
-		m, err := decode[registry.Machine](val)
-		if err != nil {
-			m = registry.Machine{}
-		}
-		st.machines[id] = machineEntry{meta: m.Metadata, lease: lease}
 	case strings.HasPrefix(key, keys.Schedule):
 		m, u, ok := split(key, keys.Schedule)
 		if !ok {
@@ -224,6 +222,20 @@ func (st *state) put(key string, val []byte, rev, lease int64) {
 	case strings.HasPrefix(key, keys.Election+"/"):
 		st.election[key] = true
 	}
+}
+
+// putMachine takes a registry entry. Only a new machine, or new metadata or lease, changes the
+// plan: health and reboot status, which machines publish often, do not.
+func (st *state) putMachine(id string, val []byte, lease int64) {
+	m, err := decode[registry.Machine](val)
+	if err != nil {
+		m = registry.Machine{}
+	}
+	e := machineEntry{meta: m.Metadata, lease: lease}
+	if cur, ok := st.machines[id]; !ok || cur.lease != e.lease || !maps.Equal(cur.meta, e.meta) {
+		st.dirty = true
+	}
+	st.machines[id] = e
 }
 
 func (st *state) del(key string, rev int64) {
@@ -300,19 +312,26 @@ func (st *state) gone(key string, rev int64) bool {
 	return false
 }
 
-// touch marks the state dirty for a change of key. A report matters only for a scheduled
-// unit placed nowhere: it may be waiting for another machine to stop it.
+// touch marks the state dirty for a change of key. Only the keys the plan reads count (not
+// reboot locks, journal requests or the election), and a report only for a scheduled unit
+// placed nowhere: it may be waiting for another machine to stop it.
 func (st *state) touch(key string) {
 	if st.dirty {
 		return
 	}
-	if _, u, ok := split(key, keys.States); ok {
+	switch {
+	case strings.HasPrefix(key, keys.States):
+		_, u, ok := split(key, keys.States)
+		if !ok {
+			return
+		}
 		e, known := st.units[u]
 		if !known || !e.rec.DesiredState.Scheduled() || st.placedOn[u] > 0 {
 			return
 		}
-	}
-	if strings.HasPrefix(key, keys.Election+"/") {
+	case strings.HasPrefix(key, keys.Units), strings.HasPrefix(key, keys.UnitFiles), strings.HasPrefix(key, keys.Machines),
+		strings.HasPrefix(key, keys.Schedule), strings.HasPrefix(key, keys.Unplaced):
+	default:
 		return
 	}
 	st.dirty = true
