@@ -20,6 +20,7 @@ import (
 	"github.com/kiln-cluster/kiln/bootstrap/pki"
 	"github.com/kiln-cluster/kiln/bootstrap/spec"
 	"github.com/kiln-cluster/kiln/configs"
+	"github.com/kiln-cluster/kiln/internal/inputfile"
 	nodeconfig "github.com/kiln-cluster/kiln/node/config"
 
 	"github.com/kiln-cluster/kiln/images/catalog"
@@ -29,26 +30,13 @@ import (
 const (
 	NodeConfigPath  = nodeconfig.DefaultPath
 	PKIDir          = "/etc/kiln/pki"
-	UnitsDir        = "/etc/kiln/units"
-	UnitsManifest   = UnitsDir + "/units.yaml"
+	UnitsDir        = nodeconfig.DefaultUnitsDir
+	UnitsManifest   = nodeconfig.DefaultManifestPath
 	EtcdEnvPath     = "/etc/kiln/etcd.env"
 	FleetLockListen = "127.0.0.1:4381"
 	MetricsListen   = "127.0.0.1:9438"
 	NodeDataDir     = "/var/lib/kiln"
 )
-
-// Manifest is the list of the cluster's units that kiln-node submits on first start
-// (UnitsManifest on every node).
-type Manifest struct {
-	Units []ManifestUnit `yaml:"units"`
-}
-
-// ManifestUnit is one unit file of the cluster and what to start of it.
-type ManifestUnit struct {
-	Name      string `yaml:"name"`
-	Instances int    `yaml:"instances,omitempty"`
-	State     string `yaml:"state"`
-}
 
 // cluster holds what every node's config is made from, computed once per render.
 type cluster struct {
@@ -84,15 +72,15 @@ func newCluster(s *spec.Spec, b *pki.Bundle) (*cluster, error) {
 		peers = append(peers, fmt.Sprintf("%s=https://%s:%d", m, host, s.Cluster.Etcd.PeerPort))
 	}
 	c.initialCluster = strings.Join(peers, ",")
-	var man Manifest
+	var man nodeconfig.Manifest
 	for i, u := range s.Cluster.Units {
-		raw, err := os.ReadFile(s.Path(u.File))
+		raw, err := inputfile.Read(s.Path(u.File), inputfile.SnippetLimit)
 		if err != nil {
 			return nil, err
 		}
 		name := filepath.Base(u.File)
 		c.units = append(c.units, file{Path: UnitsDir + "/" + name, Mode: 0o644, Contents: contents{Inline: string(raw)}, origin: fmt.Sprintf("cluster.units.%d.file", i)})
-		man.Units = append(man.Units, ManifestUnit{Name: name, Instances: u.Instances, State: u.State})
+		man.Units = append(man.Units, nodeconfig.ManifestUnit{Name: name, Instances: u.Instances, State: u.State})
 	}
 	if len(man.Units) > 0 {
 		raw, err := marshalYAML(man)
@@ -113,7 +101,7 @@ func newCluster(s *spec.Spec, b *pki.Bundle) (*cluster, error) {
 }
 
 func loadSnippet(path string) (*yaml.Node, error) {
-	raw, err := os.ReadFile(path)
+	raw, err := inputfile.Read(path, inputfile.SnippetLimit)
 	if err != nil {
 		return nil, err
 	}
