@@ -271,7 +271,11 @@ It prints what does not match and exits 1; pull the version again to repair it.`
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d pulled versions in %s verify\n", len(entries), c.Dir)
+			files := 0
+			for _, e := range entries {
+				files += len(e.Files)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d files of %d pulls in %s\n", files, len(entries), c.Dir)
 			return nil
 		},
 	}

@@ -42,7 +42,7 @@ func TestIntegrationImagesCommands(t *testing.T) {
 		t.Fatalf("list --offline: exit %d\n%s%s", code, out, errs)
 	}
 
-	if code, out, errs = kiln(t, "images", "verify"); code != 0 || !strings.Contains(out, "ok: 1 pulled versions") {
+	if code, out, errs = kiln(t, "images", "verify"); code != 0 || !strings.Contains(out, "ok: 2 files of 1 pulls") {
 		t.Fatalf("verify: exit %d\n%s%s", code, out, errs)
 	}
 	// A stored file changed: verify says which and exits 1.

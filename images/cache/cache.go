@@ -76,8 +76,11 @@ type File struct {
 	// SHA256 is the digest of the content in the store (decompressed when the download was).
 	SHA256 string `json:"sha256"`
 	Size   int64  `json:"size"`
-	// Source is the URL it was downloaded from.
-	Source string `json:"source"`
+	// Source is the URL it was downloaded from; SourceSHA256 and SourceSHA512 the digests the
+	// feed published for the download.
+	Source       string `json:"source"`
+	SourceSHA256 string `json:"sourceSHA256,omitempty"`
+	SourceSHA512 string `json:"sourceSHA512,omitempty"`
 }
 
 // Entry is one pulled platform of one version: <os>/<channel>/<version>/<platform>.json.

@@ -288,3 +288,31 @@ func TestCompareVersions(t *testing.T) {
 		}
 	}
 }
+
+// An artifact the feed republishes with other digests under the same version is fetched again;
+// one it still publishes as pulled is not.
+func TestIntegrationRepublished(t *testing.T) {
+	integration(t)
+	m := mirrortest.New(t)
+	c := newCache(t, m, "")
+	ctx := context.Background()
+	if _, err := c.Pull(ctx, "flatcar", "stable", "pxe", ""); err != nil {
+		t.Fatal(err)
+	}
+	kernel := mirrortest.FlatcarPath("flatcar_production_pxe.vmlinuz")
+	initrd := mirrortest.FlatcarPath("flatcar_production_pxe_image.cpio.gz")
+	m.Publish(kernel, []byte("a rebuilt kernel"))
+	if _, err := c.Pull(ctx, "flatcar", "stable", "pxe", ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(m.Ranges(kernel)); n != 2 {
+		t.Errorf("kernel fetched %d times, want 2", n)
+	}
+	if n := len(m.Ranges(initrd)); n != 1 {
+		t.Errorf("initrd fetched %d times, want 1", n)
+	}
+	p, _ := c.Lookup("flatcar", "stable", "pxe")
+	if b, _ := os.ReadFile(p[catalog.Kernel]); string(b) != "a rebuilt kernel" {
+		t.Errorf("kernel in the cache: %d bytes", len(b))
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -106,18 +107,34 @@ func (c *Cache) Pull(ctx context.Context, osName, channel, platform, version str
 	return e, nil
 }
 
-// stored returns the recorded file when the version already links the artifact into the store.
+// stored returns the file an earlier pull recorded for the artifact in this version, when the
+// feed still publishes the same digests for it and its link still leads into the store.
 func (c *Cache) stored(vdir string, r feed.Remote) (File, bool) {
-	p := filepath.Join(vdir, r.Name)
-	dst, err := os.Readlink(p)
-	if err != nil {
-		return File{}, false
+	entries, _ := filepath.Glob(filepath.Join(vdir, "*.json"))
+	for _, path := range entries {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		var e Entry
+		if json.Unmarshal(raw, &e) != nil {
+			continue
+		}
+		for _, f := range e.Files {
+			if f.Name != r.Name || f.SourceSHA256 != r.SHA256 || f.SourceSHA512 != r.SHA512 {
+				continue
+			}
+			dst, err := os.Readlink(filepath.Join(vdir, f.Name))
+			if err != nil || filepath.Base(dst) != f.SHA256 {
+				continue
+			}
+			if fi, err := os.Stat(c.storePath(f.SHA256)); err == nil && fi.Size() == f.Size {
+				f.Role, f.Source = r.Role, r.URL
+				return f, true
+			}
+		}
 	}
-	fi, err := os.Stat(p)
-	if err != nil || !fi.Mode().IsRegular() {
-		return File{}, false
-	}
-	return File{Role: r.Role, Name: r.Name, SHA256: filepath.Base(dst), Size: fi.Size(), Source: r.URL}, true
+	return File{}, false
 }
 
 // partial is a download in progress: its file under .partial/, locked, and once checked what
@@ -205,7 +222,7 @@ func (c *Cache) fetch(ctx context.Context, fc *feed.Client, keys feed.Keyring, p
 	if r.Decompress && r.UncompressedSHA256 != "" && sum != r.UncompressedSHA256 {
 		return File{}, fmt.Errorf("%w: decompressed sha256 %s, published %s", ErrCorrupt, sum, r.UncompressedSHA256)
 	}
-	return File{Role: r.Role, Name: r.Name, SHA256: sum, Size: size, Source: r.URL}, nil
+	return File{Role: r.Role, Name: r.Name, SHA256: sum, Size: size, Source: r.URL, SourceSHA256: r.SHA256, SourceSHA512: r.SHA512}, nil
 }
 
 // commit puts a checked artifact in the store (unless it is there) and links it from vdir.
