@@ -9,6 +9,8 @@
 package ctl
 
 import (
+	"context"
+	"errors"
 	"os"
 	"strings"
 
@@ -73,6 +75,9 @@ func Resolve(flags Target, getenv func(string) string) (*config.Context, error) 
 	} else {
 		ctxFile, _, err = config.LoadCurrentContext()
 	}
+	if errors.Is(err, config.ErrNoContext) && len(out.Missing()) < 4 {
+		return nil, out.Incomplete() // some given: say which are missing
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -97,9 +102,10 @@ type Client struct {
 // New makes a Client of an open etcd client (which the caller closes).
 func New(etcd *clientv3.Client) *Client { return &Client{etcd: etcd} }
 
-// Dial opens a Client of the resolved target; Close it when done.
+// Dial opens a Client of the resolved target; Close it when done. Settings that etcd's TLS
+// refuses are an error at once (etcdconn.ErrTLS), not a timeout later.
 func Dial(c *config.Context) (*Client, error) {
-	cli, err := etcdconn.New(c.Endpoints, c.CA, c.Cert, c.Key)
+	cli, err := etcdconn.Dial(context.Background(), c.Endpoints, c.CA, c.Cert, c.Key)
 	if err != nil {
 		return nil, err
 	}
