@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -221,7 +224,10 @@ that kiln pxe serve --assets reads, and that it uses when --assets is not given.
 			}
 			out := cmd.OutOrStdout()
 			c.Progress = cache.NewProgress(out)
-			e, err := c.Pull(cmd.Context(), o.Name, channel, platform, version)
+			// An interrupted pull removes its partial files before it exits.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			e, err := c.Pull(ctx, o.Name, channel, platform, version)
 			if err != nil {
 				return imagesErr(err)
 			}
