@@ -67,6 +67,9 @@ type Cache struct {
 	Log *slog.Logger
 	// Retries is how often a download resumes after the connection breaks (default 5).
 	Retries int
+	// StallTimeout gives up a connection on which nothing arrived for that long, and resumes
+	// (default one minute).
+	StallTimeout time.Duration
 }
 
 // File is one artifact in the cache.

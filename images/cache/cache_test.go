@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/kiln-cluster/kiln/images/cache"
 	"github.com/kiln-cluster/kiln/images/catalog"
@@ -139,6 +140,24 @@ func TestIntegrationResume(t *testing.T) {
 		t.Errorf("progress does not say it resumed:\n%s", out.String())
 	}
 	checkPulled(t, c, m, "flatcar", "pxe")
+}
+
+// A connection on which nothing arrives is given up after the stall timeout and resumed.
+func TestIntegrationStalledConnection(t *testing.T) {
+	integration(t)
+	m := mirrortest.New(t)
+	p := mirrortest.FCOSPath("fedora-coreos-live-rootfs.x86_64.img")
+	m.StallOnce(p, 100000)
+	c := newCache(t, m, "")
+	c.StallTimeout = 300 * time.Millisecond
+	if _, err := c.Pull(context.Background(), "fcos", "stable", "pxe", ""); err != nil {
+		t.Fatal(err)
+	}
+	// The resume starts where the bytes that arrived end (all 100000 unless the machine is slow).
+	if got := m.Ranges(p); len(got) != 2 || got[0] != "" || !strings.HasPrefix(got[1], "bytes=") || got[1] == "bytes=0-" {
+		t.Errorf("requests of the rootfs: %q, want a whole one then a resume", got)
+	}
+	checkPulled(t, c, m, "fcos", "pxe")
 }
 
 // Every refusal names its reason and leaves nothing in the cache.

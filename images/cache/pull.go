@@ -308,11 +308,38 @@ func (c *Cache) download(ctx context.Context, f *os.File, u, name string) error 
 	}
 }
 
+// errStalled: no byte arrived for the stall timeout.
+var errStalled = errors.New("the connection stalled")
+
+func (c *Cache) stallTimeout() time.Duration {
+	if c.StallTimeout > 0 {
+		return c.StallTimeout
+	}
+	return time.Minute
+}
+
+// watchdog pushes back the stall timer on every write.
+type watchdog struct {
+	w     io.Writer
+	timer *time.Timer
+	d     time.Duration
+}
+
+func (w watchdog) Write(b []byte) (int, error) {
+	w.timer.Reset(w.d)
+	return w.w.Write(b)
+}
+
 // permanent marks an answer that retrying will not change.
 type permanent struct{ error }
 
 // get does one request from offset off; done says the file is complete.
 func (c *Cache) get(ctx context.Context, client *http.Client, f *os.File, u string, off int64, name string, bar *ProgressBar) (done bool, total int64, err error) {
+	// A connection that stalls for stallTimeout is given up (and resumed by the caller).
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stall := time.AfterFunc(c.stallTimeout(), func() { cancel(errStalled) })
+	defer stall.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return false, -1, permanent{err}
@@ -357,15 +384,18 @@ func (c *Cache) get(ctx context.Context, client *http.Client, f *os.File, u stri
 		}
 		return false, -1, permanent{fmt.Errorf("%s", resp.Status)}
 	}
-	var w io.Writer = f
+	var w io.Writer = watchdog{f, stall, c.stallTimeout()}
 	if c.Progress != nil {
 		if *bar == nil {
 			*bar = c.Progress.Start(name, total, off)
 		}
-		w = io.MultiWriter(f, *bar)
+		w = io.MultiWriter(w, *bar)
 	}
 	n, err := io.Copy(w, resp.Body)
 	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
+			err = cause
+		}
 		return false, total, err
 	}
 	if total >= 0 && off+n < total {

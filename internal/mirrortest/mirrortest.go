@@ -54,6 +54,7 @@ type Mirror struct {
 	mu     sync.Mutex
 	files  map[string][]byte
 	cuts   map[string]int
+	stalls map[string]int
 	ranges map[string][]string
 	// stored is what each artifact becomes in the cache: "<os>/<channel>/<name>" → content.
 	stored map[string][]byte
@@ -62,7 +63,7 @@ type Mirror struct {
 // New starts a mirror that serves the stable channel of both OSes, platforms pxe and qemu.
 func New(t testing.TB) *Mirror {
 	t.Helper()
-	m := &Mirror{files: map[string][]byte{}, cuts: map[string]int{}, ranges: map[string][]string{}, stored: map[string][]byte{}}
+	m := &Mirror{files: map[string][]byte{}, cuts: map[string]int{}, stalls: map[string]int{}, ranges: map[string][]string{}, stored: map[string][]byte{}}
 	var err error
 	m.signer, err = openpgp.NewEntity("kiln test", "", "test@kiln.invalid", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
 	if err != nil {
@@ -253,6 +254,14 @@ func (m *Mirror) CutOnce(p string, n int) {
 	m.cuts[p] = n
 }
 
+// StallOnce makes the next full request of p send n bytes of the body, then nothing until the
+// client gives up.
+func (m *Mirror) StallOnce(p string, n int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stalls[p] = n
+}
+
 // Ranges returns the Range headers of the requests of p ("" for a whole file).
 func (m *Mirror) Ranges(p string) []string {
 	m.mu.Lock()
@@ -269,10 +278,24 @@ func (m *Mirror) serve(w http.ResponseWriter, r *http.Request) {
 	} else {
 		isCut = false
 	}
+	stallAt, isStall := m.stalls[r.URL.Path]
+	if isStall && r.Header.Get("Range") == "" {
+		delete(m.stalls, r.URL.Path)
+	} else {
+		isStall = false
+	}
 	m.ranges[r.URL.Path] = append(m.ranges[r.URL.Path], r.Header.Get("Range"))
 	m.mu.Unlock()
 	if !ok {
 		http.NotFound(w, r)
+		return
+	}
+	if isStall {
+		w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(b[:stallAt])
+		http.NewResponseController(w).Flush()
+		<-r.Context().Done()
 		return
 	}
 	if isCut {
