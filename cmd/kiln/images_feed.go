@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -241,7 +242,7 @@ that kiln pxe serve --assets reads, and that it uses when --assets is not given.
 	cf.add(cmd, true)
 	cmd.Flags().StringVar(&osName, "os", "", "the OS ("+strings.Join(catalog.Names(), ", ")+")")
 	cmd.Flags().StringVar(&channel, "channel", "", "the channel or stream (default: the OS's default, stable)")
-	cmd.Flags().StringVar(&platform, "platform", "", "what to download: pxe, qemu, vmware or iso")
+	cmd.Flags().StringVar(&platform, "platform", "", "what to download: "+strings.Join(platformNames(), ", "))
 	cmd.Flags().StringVar(&version, "version", "", "a release version (default: the channel's current one)")
 	_ = cmd.MarkFlagRequired("os")
 	return cmd
@@ -337,4 +338,17 @@ func imageAssets(osName, channel string) (string, error) {
 		return "", fmt.Errorf("no --assets, and %w", err)
 	}
 	return dir, nil
+}
+
+// platformNames lists the platforms of every OS of the catalog.
+func platformNames() []string {
+	var names []string
+	for _, o := range catalog.All() {
+		for _, p := range o.PlatformNames() {
+			if !slices.Contains(names, p) {
+				names = append(names, p)
+			}
+		}
+	}
+	return names
 }
