@@ -29,7 +29,26 @@ var (
 	ErrNoKey         = errors.New("no PEM private key")
 	ErrKeyCannotSign = errors.New("private key cannot sign")
 	ErrKeyMismatch   = errors.New("private key does not match the certificate")
+	// ErrNoCA: the folder holds no cluster CA; only kiln render makes one.
+	ErrNoCA = errors.New("no cluster CA here (kiln render -o OUT makes it in OUT/pki)")
 )
+
+// Open checks that dir holds a cluster CA (ca.crt and ca.key), for every command but kiln render:
+// they use the cluster's PKI and never make a new one, which would give nodes certificates from a
+// CA the cluster does not trust. The error names the path it looked at.
+func Open(dir string) error {
+	for _, p := range []string{CAPath(dir), caKeyPath(dir)} {
+		fi, err := os.Stat(p)
+		if err != nil || !fi.Mode().IsRegular() {
+			abs, aerr := filepath.Abs(p)
+			if aerr != nil {
+				abs = p
+			}
+			return fmt.Errorf("pki: %s: %w", abs, ErrNoCA)
+		}
+	}
+	return nil
+}
 
 // Validity of what the PKI issues. The CA outlives the leaves so that leaves can be renewed.
 const (
@@ -242,6 +261,24 @@ func (b *Bundle) issue(n Node, kind string, now time.Time) (Pair, error) {
 	if err != nil {
 		return Pair{}, err
 	}
+	cert, err := b.Sign(n, kind, key.Public(), now)
+	if err != nil {
+		return Pair{}, err
+	}
+	keyPEM, err := encodeKey(key)
+	if err != nil {
+		return Pair{}, err
+	}
+	return Pair{Cert: cert, Key: keyPEM}, nil
+}
+
+// Sign issues a certificate of kind for n's name and addresses to the public key pub, made
+// elsewhere (a node's enrolment): the names and usages come from n and kind only. It returns the
+// certificate as PEM.
+func (b *Bundle) Sign(n Node, kind string, pub crypto.PublicKey, now time.Time) ([]byte, error) {
+	if b.caKey == nil {
+		return nil, ErrNoCA
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: n.Name, Organization: []string{"kiln"}},
@@ -260,18 +297,14 @@ func (b *Bundle) issue(n Node, kind string, now time.Time) (Pair, error) {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 		tmpl.DNSNames, tmpl.IPAddresses = nil, nil
 	default:
-		return Pair{}, fmt.Errorf("pki: unknown certificate kind %q", kind)
+		return nil, fmt.Errorf("pki: unknown certificate kind %q", kind)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, b.caCert, key.Public(), b.caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, b.caCert, pub, b.caKey)
 	if err != nil {
-		return Pair{}, err
+		return nil, err
 	}
 	b.issued = true
-	keyPEM, err := encodeKey(key)
-	if err != nil {
-		return Pair{}, err
-	}
-	return Pair{Cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), Key: keyPEM}, nil
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
 func encodeKey(k crypto.Signer) ([]byte, error) {
