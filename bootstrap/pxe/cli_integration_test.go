@@ -19,17 +19,21 @@ import (
 	"time"
 )
 
-// kilnBin is the kiln binary the Makefile builds ($KILN_BIN); the test skips without it, or
-// fails under $CI or $KILN_REQUIRE_TOOLS.
+// kilnBin is the kiln binary the Makefile builds ($KILN_BIN).
 func kilnBin(t *testing.T) string {
+	return requireBin(t, "KILN_BIN", "no kiln binary: set KILN_BIN (make build, then make test-integration sets it)")
+}
+
+// requireBin is the file named by the environment variable env; the test skips without it (msg
+// says why), or fails under $CI or $KILN_REQUIRE_TOOLS.
+func requireBin(t *testing.T, env, msg string) string {
 	t.Helper()
-	bin := os.Getenv("KILN_BIN")
+	bin := os.Getenv(env)
 	if bin != "" {
 		if _, err := os.Stat(bin); err == nil {
 			return bin
 		}
 	}
-	msg := "no kiln binary: set KILN_BIN (make build, then make test-integration sets it)"
 	if os.Getenv("CI") != "" || os.Getenv("KILN_REQUIRE_TOOLS") != "" {
 		t.Fatal(msg)
 	}
