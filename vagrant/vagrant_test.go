@@ -24,7 +24,7 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 // compileSpec renders a test spec with a fresh PKI.
 func compileSpec(t *testing.T, spec string) *render.Compiled {
 	t.Helper()
-	c, rep, err := render.Compile(spec, render.CompileOptions{PKIDir: filepath.Join(t.TempDir(), "pki")})
+	c, rep, err := render.Compile(spec, render.CompileOptions{PKIDir: filepath.Join(t.TempDir(), "pki"), CreatePKI: true})
 	if err != nil {
 		var b strings.Builder
 		rep.Print(&b, false)

@@ -452,7 +452,7 @@ func TestNoNewCA(t *testing.T) {
 	cfg.Compile.PKIDir = filepath.Join(f.dir, "typo", "pki")
 	writeFile(t, filepath.Join(f.assets, "x"), "x")
 	_, err := New(cfg, nil)
-	if !errors.Is(err, pki.ErrNoCA) || !strings.Contains(err.Error(), cfg.Compile.PKIDir) {
+	if !errors.Is(err, pki.ErrNoPKI) || !strings.Contains(err.Error(), cfg.Compile.PKIDir) {
 		t.Errorf("err = %v, want ErrNoCA naming %s", err, cfg.Compile.PKIDir)
 	}
 	if _, err := os.Stat(cfg.Compile.PKIDir); err == nil {

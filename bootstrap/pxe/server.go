@@ -19,8 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/kiln-cluster/kiln/bootstrap/pki"
 	"github.com/kiln-cluster/kiln/bootstrap/render"
+	"github.com/kiln-cluster/kiln/images/catalog"
 	"github.com/kiln-cluster/kiln/node/enrol"
 )
 
@@ -89,9 +89,7 @@ func New(cfg Config, first *render.Compiled) (*Server, error) {
 		return nil, err
 	}
 	// Only kiln render makes a PKI: a missing one here is a mistyped path, not a new cluster.
-	if err := pki.Open(cfg.Compile.PKIDir); err != nil {
-		return nil, err
-	}
+	cfg.Compile.CreatePKI = false
 	// One rule for a relative assets folder: the current directory, for serving and hashing.
 	if cfg.Assets, err = filepath.Abs(cfg.Assets); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoAssets, err)
@@ -131,8 +129,8 @@ func New(cfg Config, first *render.Compiled) (*Server, error) {
 	s.fingerprint = fingerprint(st.watched)
 	s.swap(st)
 	s.checkAssets(st, first)
-	if cfg.InstallDev != "" && first.Spec.Cluster.OS != "fcos" {
-		s.log.Warn("the install disk applies to Fedora CoreOS only: Flatcar machines boot live (install Flatcar with flatcar-install from a snippet)",
+	if o := catalog.Of(first.Spec.Cluster.OS); cfg.InstallDev != "" && o.PXE.InstallDevArg == "" {
+		s.log.Warn("the install disk does not apply to "+o.Title+": its machines boot live (install it to disk from a snippet)",
 			"install_dev", cfg.InstallDev)
 	}
 	return s, nil

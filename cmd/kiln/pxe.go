@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,10 +14,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kiln-cluster/kiln/bootstrap/pki"
+	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/bootstrap/pxe"
 	"github.com/kiln-cluster/kiln/bootstrap/render"
-	"github.com/kiln-cluster/kiln/node/version"
 )
 
 func init() { register(newPXECmd) }
@@ -111,27 +109,17 @@ Metrics are at /metrics.`,
 			if fi, err := os.Stat(assets); err != nil || !fi.IsDir() {
 				return userErr(fmt.Errorf("--assets %s: %w", assets, pxe.ErrNoAssets))
 			}
-			if err := pki.Open(pkiDir); err != nil {
-				return userErr(fmt.Errorf("--pki: %w", err))
-			}
-			opts := render.CompileOptions{PKIDir: pkiDir, KilnVersion: version.Version, KilnNodeFile: siblingKilnNode(), Strict: strict,
-				Enrol: &render.EnrolOptions{URL: strings.TrimSuffix(baseURL, "/")}}
+			o := deliverOptions(file, pkiDir, strict, cmd.ErrOrStderr())
+			o.Enrol = &render.EnrolOptions{URL: strings.TrimSuffix(baseURL, "/")}
 			if p := filepath.Join(assets, "kiln-node"); fileExists(p) {
-				opts.KilnNodeFile = p
+				o.KilnNodeFile = p
 			}
-			c, rep, err := render.Compile(file, opts)
-			rep.Print(cmd.ErrOrStderr(), strict)
-			switch {
-			case errors.Is(err, render.ErrSpec), errors.Is(err, render.ErrInvalid):
-				return errReported
-			case err != nil:
-				return err
-			}
-			if err := render.SavePKI(c.PKI); err != nil {
+			c, err := deliver.Prepare(o)
+			if err != nil {
 				return err
 			}
 			cfg := pxe.Config{
-				Spec: file, Compile: opts, Assets: assets, BaseURL: baseURL,
+				Spec: file, Compile: o.Compile(), Assets: assets, BaseURL: baseURL,
 				InstallDev: installDev, Poll: poll, Logger: log, Enrol: pol,
 			}
 			if cmd.Flags().Changed("console") {

@@ -30,8 +30,8 @@ policy first, the refused ones are the machines that pretended to be the node.`,
   kiln pxe enrolments node3`,
 		Args: args(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			if err := pki.Open(pkiDir); err != nil {
-				return userErr(fmt.Errorf("--pki: %w", err))
+			if err := openPKI(pkiDir); err != nil {
+				return err
 			}
 			node := ""
 			if len(a) == 1 {
@@ -47,6 +47,14 @@ policy first, the refused ones are the machines that pretended to be the node.`,
 	}
 	cmd.Flags().StringVar(&pkiDir, "pki", defaultPKI, "the cluster's PKI folder (where kiln pxe serve keeps the enrolments)")
 	return cmd
+}
+
+// openPKI checks that pkiDir is the cluster's PKI (kiln render made it): the enrolments live in it.
+func openPKI(pkiDir string) error {
+	if _, err := pki.Open(pkiDir, "", nil, time.Now()); err != nil {
+		return userErr(fmt.Errorf("--pki: %w", err))
+	}
+	return nil
 }
 
 func printEnrolments(w io.Writer, all []pxe.Enrolment) {
@@ -89,8 +97,8 @@ kiln pxe serve reads it at the node's next request.`,
 		Example: "  kiln pxe " + verb + " node3 --pki out/pki\n  kiln pxe " + verb + " node3 --fingerprint 3f2a9c01",
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			if err := pki.Open(pkiDir); err != nil {
-				return userErr(fmt.Errorf("--pki: %w", err))
+			if err := openPKI(pkiDir); err != nil {
+				return err
 			}
 			e, err := pxe.OpenEnrolments(pkiDir).Decide(a[0], fp, status, "operator", reason)
 			if err != nil {

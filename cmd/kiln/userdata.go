@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kiln-cluster/kiln/bootstrap/render"
+	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/bootstrap/userdata"
 )
 
@@ -48,21 +48,15 @@ folder kiln render uses, so every delivery hands out the same ones.`,
 			if p.Kind == userdata.FwCfg && out == "" {
 				return userErr(errors.New("--platform qemu needs -o FILE: the fw_cfg argument names the file holding the config"))
 			}
-			c, err := compile(file, pkiDir, strict, cmd.ErrOrStderr())
-			if err != nil {
+			o := deliverOptions(file, pkiDir, strict, cmd.ErrOrStderr())
+			o.Nodes = a[:1]
+			c, err := deliver.Prepare(o)
+			if errors.Is(err, deliver.ErrNoNode) {
+				return userErr(err)
+			} else if err != nil {
 				return err
 			}
 			node := c.Node(a[0])
-			if node == nil {
-				names := make([]string, len(c.Nodes))
-				for i, n := range c.Nodes {
-					names[i] = n.Name
-				}
-				return userErr(fmt.Errorf("no node %q in %s (nodes: %s)", a[0], file, strings.Join(names, ", ")))
-			}
-			if err := render.SavePKI(c.PKI); err != nil {
-				return err
-			}
 			d, err := p.Deliver(node.Ignition, userdata.Options{PointerURL: pointerURL})
 			if err != nil {
 				return userErr(err)

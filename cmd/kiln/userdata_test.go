@@ -11,9 +11,20 @@ import (
 	ignconfig "github.com/coreos/ignition/v2/config"
 )
 
+// renderedPKI runs kiln render of the example into a temporary folder and returns OUT/pki:
+// only render creates a PKI.
+func renderedPKI(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "out")
+	if code, o, e := kiln(t, "render", "-f", example, "-o", out); code != 0 {
+		t.Fatalf("render: exit %d\n%s%s", code, o, e)
+	}
+	return filepath.Join(out, "pki")
+}
+
 func TestUserdataCommand(t *testing.T) {
 	dir := t.TempDir()
-	pki := filepath.Join(dir, "pki")
+	pki := renderedPKI(t)
 	out := filepath.Join(dir, "node1.userdata")
 	code, _, errs := kiln(t, "userdata", "-f", example, "--pki", pki, "--platform", "aws", "node1", "-o", out)
 	if code != 0 {
@@ -50,7 +61,7 @@ func TestUserdataCommand(t *testing.T) {
 }
 
 func TestUserdataUserErrors(t *testing.T) {
-	pki := filepath.Join(t.TempDir(), "pki")
+	pki := renderedPKI(t)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -75,7 +86,8 @@ func TestUserdataUserErrors(t *testing.T) {
 func TestVagrantCommand(t *testing.T) {
 	dir := t.TempDir()
 	env := filepath.Join(dir, "env")
-	args := []string{"vagrant", "-f", example, "--pki", filepath.Join(dir, "pki"), "-o", env}
+	pki := renderedPKI(t)
+	args := []string{"vagrant", "-f", example, "--pki", pki, "-o", env}
 	code, stdout, errs := kiln(t, args...)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, errs)
@@ -96,7 +108,48 @@ func TestVagrantCommand(t *testing.T) {
 	foreign := filepath.Join(dir, "foreign")
 	os.MkdirAll(foreign, 0o755)
 	os.WriteFile(filepath.Join(foreign, "notes.txt"), []byte("mine"), 0o644)
-	if code, _, errs := kiln(t, "vagrant", "-f", example, "--pki", filepath.Join(dir, "pki"), "-o", foreign); code != 1 || !strings.Contains(errs, "not empty") {
+	if code, _, errs := kiln(t, "vagrant", "-f", example, "--pki", pki, "-o", foreign); code != 1 || !strings.Contains(errs, "not empty") {
 		t.Errorf("foreign folder: exit %d\n%s", code, errs)
 	}
+}
+
+// A missing or mistyped --pki must not make a second CA: only render creates a PKI, the others
+// refuse and name the folder they looked in.
+func TestMissingPKIIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	spec := abs(t, example)
+	t.Chdir(dir)
+	for _, tc := range []struct {
+		name, pki string
+		args      []string
+	}{
+		{"userdata default --pki", "", []string{"userdata", "-f", spec, "--platform", "aws", "node1", "-o", "n1.ud"}},
+		{"userdata mistyped --pki", "oot/pki", []string{"userdata", "-f", spec, "--platform", "aws", "node1", "-o", "n1.ud", "--pki", "oot/pki"}},
+		{"vagrant mistyped --pki", "oot/pki", []string{"vagrant", "-f", spec, "-o", "env", "--pki", "oot/pki"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, errs := kiln(t, tc.args...)
+			looked := filepath.Join(dir, "out", "pki")
+			if tc.pki != "" {
+				looked = filepath.Join(dir, tc.pki)
+			}
+			if code != 1 || !strings.Contains(errs, looked) || !strings.Contains(errs, "only kiln render creates a PKI") {
+				t.Errorf("exit %d, want 1 naming %s:\n%s", code, looked, errs)
+			}
+			for _, p := range []string{"out", "oot", "n1.ud", "env"} {
+				if _, err := os.Stat(filepath.Join(dir, p)); err == nil {
+					t.Errorf("%s was created", p)
+				}
+			}
+		})
+	}
+}
+
+func abs(t *testing.T, p string) string {
+	t.Helper()
+	a, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kiln-cluster/kiln/bootstrap/render"
+	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/vagrant"
 )
 
@@ -32,16 +32,13 @@ interface by it, on a private network with the node's IP. The box is flatcar-<ch
 		Example: "  kiln vagrant -f configs/examples/demo.yaml -o demo-vagrant && cd demo-vagrant && vagrant up --provider libvirt",
 		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := compile(file, pkiDir, strict, cmd.ErrOrStderr())
+			c, err := deliver.Prepare(deliverOptions(file, pkiDir, strict, cmd.ErrOrStderr()))
 			if err != nil {
 				return err
 			}
 			files, err := vagrant.Files(c)
 			if err != nil {
 				return userErr(err)
-			}
-			if err := render.SavePKI(c.PKI); err != nil {
-				return err
 			}
 			if err := vagrant.Write(out, files); err != nil {
 				return userErr(err)

@@ -289,6 +289,13 @@ func (c *Cluster) Kill(i int) {
 	m.paused = false
 }
 
+// Terminate sends SIGTERM to member i (a graceful stop, as at a machine's shutdown) and
+// returns at once; Kill waits for it.
+func (c *Cluster) Terminate(i int) {
+	c.t.Helper()
+	c.signal(i, syscall.SIGTERM, false)
+}
+
 // Restart starts member i again on its ports and data directory (killing it first if it runs),
 // without waiting for it to be healthy; call WaitHealthy for that.
 func (c *Cluster) Restart(i int) {

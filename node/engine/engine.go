@@ -130,7 +130,12 @@ func (e *Engine) Run(ctx context.Context) error {
 		if time.Since(started) > time.Minute {
 			backoff = 250 * time.Millisecond // a long term: the trouble is new
 		}
-		e.log.Warn("engine term ended", "err", err)
+		if err != nil {
+			e.log.Warn("engine term ended", "err", err)
+		} else {
+			// the session's lease ended (the registry says why): campaign again under the next
+			e.log.Info("engine term ended with the machine's lease, campaigning again")
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -162,7 +167,7 @@ func (e *Engine) term(ctx context.Context) error {
 		cancel()
 	}()
 	defer cancel()
-	if err := el.Campaign(cctx, e.c.ID); err != nil {
+	if err := campaign(cctx, el, e.c.ID); err != nil {
 		return fmt.Errorf("campaign: %w", err)
 	}
 	e.log.Info("engine leading", "key", el.Key(), "rev", el.Rev())
@@ -181,6 +186,21 @@ func (e *Engine) term(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// campaign is el.Campaign bounded by ctx. When ctx ends while it waits, etcd's Campaign
+// resigns with the client's own context, which only the client's Close ends: with etcd gone at
+// that moment (a reboot stops etcd and kiln-node together) it would never return. So the call
+// runs apart and is left behind when ctx ends; it returns when the daemon closes the client.
+func campaign(ctx context.Context, el *concurrency.Election, id string) error {
+	done := make(chan error, 1)
+	go func() { done <- el.Campaign(ctx, id) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // session is the election's session: under the machine's lease (waiting until it is live), or

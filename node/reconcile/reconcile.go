@@ -36,6 +36,7 @@ import (
 
 	"github.com/kiln-cluster/kiln/node/executor"
 	"github.com/kiln-cluster/kiln/node/keys"
+	"github.com/kiln-cluster/kiln/node/registry"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
 
@@ -73,7 +74,7 @@ type Config struct {
 	KV        KV
 	Executor  executor.Executor
 	// Lease is the machine lease, as the registry's Publisher keeps it.
-	Lease *Lease
+	Lease *registry.MachineLease
 	// Clock defaults to the real one; it must be the one Lease uses.
 	Clock Clock
 	// Interval is the tick (DefaultInterval when 0).
@@ -198,11 +199,11 @@ func (r *Reconciler) nextWait() time.Duration {
 
 // fenceAt is when the agent must have stopped everything: the lease's last renewal plus its
 // TTL less the margin.
-func (r *Reconciler) fenceAt(l LeaseInfo) time.Time {
+func (r *Reconciler) fenceAt(l registry.LeaseInfo) time.Time {
 	return l.Renewed.Add(l.TTL - r.margin(l))
 }
 
-func (r *Reconciler) margin(l LeaseInfo) time.Duration {
+func (r *Reconciler) margin(l registry.LeaseInfo) time.Duration {
 	if r.c.FenceMargin > 0 {
 		return r.c.FenceMargin
 	}
@@ -210,7 +211,7 @@ func (r *Reconciler) margin(l LeaseInfo) time.Duration {
 }
 
 // leaseOK tells whether units may run: the lease is live and was renewed recently enough.
-func (r *Reconciler) leaseOK(l LeaseInfo, now time.Time) bool {
+func (r *Reconciler) leaseOK(l registry.LeaseInfo, now time.Time) bool {
 	return l.Live && l.ID != 0 && now.Before(r.fenceAt(l))
 }
 
@@ -477,7 +478,7 @@ func (r *Reconciler) stopAll(ctx context.Context, why string, budget time.Durati
 
 // report writes the state of every placed unit under the lease, when it changed, and deletes
 // the reports of units no longer placed.
-func (r *Reconciler) report(ctx context.Context, l LeaseInfo, assigned map[string]keys.Assignment, want map[string]Want, notes map[string]string) {
+func (r *Reconciler) report(ctx context.Context, l registry.LeaseInfo, assigned map[string]keys.Assignment, want map[string]Want, notes map[string]string) {
 	names := make([]string, 0, len(assigned))
 	for n := range assigned {
 		names = append(names, n)

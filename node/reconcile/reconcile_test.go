@@ -24,7 +24,7 @@ import (
 type agent struct {
 	id     string
 	dir    string
-	lease  *Lease
+	lease  *registry.MachineLease
 	rec    *Reconciler
 	ex     *executor.Exec
 	cancel context.CancelFunc
@@ -46,7 +46,7 @@ func startAgent(t *testing.T, cli *clientv3.Client, id string, ttl time.Duration
 	if err != nil {
 		t.Fatal(err)
 	}
-	lease := NewLease(cli, nil)
+	lease := registry.NewMachineLease(cli, nil)
 	pub := registry.NewPublisher(cli, lease, registry.Machine{ID: id, Health: registry.HealthHealthy}, ttl, log)
 	rec, err := New(Config{MachineID: id, KV: cli, Executor: ex, Lease: lease, Interval: 500 * time.Millisecond,
 		StateFile: filepath.Join(dir, "started.json"), Log: log})

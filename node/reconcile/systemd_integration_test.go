@@ -25,10 +25,10 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kiln-cluster/kiln/internal/etcdtest"
+	"github.com/kiln-cluster/kiln/internal/systemdtest"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/registry"
 	"github.com/kiln-cluster/kiln/node/submit"
-	"github.com/kiln-cluster/kiln/internal/systemdtest"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
 

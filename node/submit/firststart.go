@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// FirstStart submits the generator's units from dir (its ManifestName and unit files) once per
+// FirstStart submits the generator's units from dir (its config.ManifestName and unit files) once per
 // content: stateFile remembers the digest of what was submitted, so that a restart changes
 // nothing and an operator's later kiln ctl stop is not undone. New units get the manifest's
 // state; units that exist are left alone, so every machine may run it and the first wins.

@@ -1,4 +1,4 @@
-package reconcile
+package registry
 
 import (
 	"context"
@@ -6,16 +6,14 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/kiln-cluster/kiln/node/registry"
 )
 
-// Lease follows the machine's registry lease for the reconciler: it wraps the lease API that
-// the registry's Publisher uses (pass it to registry.NewPublisher instead of the client), and
+// MachineLease follows the machine's registry lease for the parts that live under it: it wraps
+// the lease API that the Publisher uses (pass it to NewPublisher instead of the client), and
 // records which lease is current and when etcd last renewed it. The reconciler writes its
-// reports under that lease and fences itself on it.
-type Lease struct {
-	inner registry.Lease
+// reports under that lease and fences itself on it; the engine campaigns under it.
+type MachineLease struct {
+	inner Lease
 	now   func() time.Time
 
 	mu      sync.Mutex
@@ -37,25 +35,25 @@ type LeaseInfo struct {
 	Live bool
 }
 
-// NewLease wraps inner; now is the clock (time.Now when nil).
-func NewLease(inner registry.Lease, now func() time.Time) *Lease {
+// NewMachineLease wraps inner; now is the clock (time.Now when nil).
+func NewMachineLease(inner Lease, now func() time.Time) *MachineLease {
 	if now == nil {
 		now = time.Now
 	}
-	return &Lease{inner: inner, now: now, changed: make(chan struct{}, 1)}
+	return &MachineLease{inner: inner, now: now, changed: make(chan struct{}, 1)}
 }
 
 // Info returns the current lease.
-func (l *Lease) Info() LeaseInfo {
+func (l *MachineLease) Info() LeaseInfo {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.info
 }
 
 // Changes receives a value when a lease is granted or lost (not on every renewal).
-func (l *Lease) Changes() <-chan struct{} { return l.changed }
+func (l *MachineLease) Changes() <-chan struct{} { return l.changed }
 
-func (l *Lease) update(f func(*LeaseInfo) bool) {
+func (l *MachineLease) update(f func(*LeaseInfo) bool) {
 	l.mu.Lock()
 	notify := f(&l.info)
 	l.mu.Unlock()
@@ -67,8 +65,8 @@ func (l *Lease) update(f func(*LeaseInfo) bool) {
 	}
 }
 
-// Grant implements registry.Lease.
-func (l *Lease) Grant(ctx context.Context, ttl int64) (*clientv3.LeaseGrantResponse, error) {
+// Grant implements Lease.
+func (l *MachineLease) Grant(ctx context.Context, ttl int64) (*clientv3.LeaseGrantResponse, error) {
 	start := l.now()
 	resp, err := l.inner.Grant(ctx, ttl)
 	if err != nil {
@@ -81,10 +79,10 @@ func (l *Lease) Grant(ctx context.Context, ttl int64) (*clientv3.LeaseGrantRespo
 	return resp, nil
 }
 
-// KeepAlive implements registry.Lease: the responses go through to the caller, and each one
+// KeepAlive implements Lease: the responses go through to the caller, and each one
 // counts as a renewal. The forwarding goroutine ends when the inner stream does (which the
 // caller's ctx ends) or when ctx ends.
-func (l *Lease) KeepAlive(ctx context.Context, id clientv3.LeaseID) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
+func (l *MachineLease) KeepAlive(ctx context.Context, id clientv3.LeaseID) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
 	in, err := l.inner.KeepAlive(ctx, id)
 	if err != nil {
 		return in, err
@@ -127,8 +125,8 @@ func (l *Lease) KeepAlive(ctx context.Context, id clientv3.LeaseID) (<-chan *cli
 	return out, nil
 }
 
-// Revoke implements registry.Lease.
-func (l *Lease) Revoke(ctx context.Context, id clientv3.LeaseID) (*clientv3.LeaseRevokeResponse, error) {
+// Revoke implements Lease.
+func (l *MachineLease) Revoke(ctx context.Context, id clientv3.LeaseID) (*clientv3.LeaseRevokeResponse, error) {
 	l.update(func(i *LeaseInfo) bool {
 		if i.ID != id || !i.Live {
 			return false
