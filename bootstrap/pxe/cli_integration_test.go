@@ -164,7 +164,7 @@ func TestIntegrationPXEServeCommand(t *testing.T) {
 		{"a port in use", []string{"-f", f.spec, "--assets", f.assets, "--listen", busy.Addr().String()}, "--listen"},
 		{"half TLS", []string{"-f", f.spec, "--assets", f.assets, "--tls-cert", "x.pem"}, "a certificate and its key"},
 		{"a bad TLS certificate", []string{"-f", f.spec, "--assets", f.assets, "--tls-cert", bad, "--tls-key", bad}, "a certificate and its key"},
-		{"a PKI folder without a CA", []string{"-f", f.spec, "--assets", f.assets, "--pki", filepath.Join(f.dir, "typo")}, filepath.Join(f.dir, "typo", "ca.crt") + ": no cluster CA"},
+		{"a PKI folder without a CA", []string{"-f", f.spec, "--assets", f.assets, "--pki", filepath.Join(f.dir, "typo")}, filepath.Join(f.dir, "typo") + ": no cluster CA"},
 		{"an unknown policy", []string{"-f", f.spec, "--assets", f.assets, "--enrol", "anyone"}, "approve or first"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
