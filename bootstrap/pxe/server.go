@@ -133,6 +133,15 @@ func New(cfg Config, first *render.Compiled) (*Server, error) {
 		s.log.Warn("the install disk does not apply to "+o.Title+": its machines boot live (install it to disk from a snippet)",
 			"install_dev", cfg.InstallDev)
 	}
+	installs := cfg.InstallDev != ""
+	for _, m := range st.nodes {
+		installs = installs || m.installDev
+	}
+	if installs && s.base == "" {
+		// An installed system boots without ignition.config.url, where kiln-node enrol finds
+		// the server when the config does not name it.
+		s.log.Warn("machines installed to disk must be told where to enrol: set --base-url so that their configs name this server")
+	}
 	return s, nil
 }
 
