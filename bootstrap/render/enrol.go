@@ -26,7 +26,8 @@ const (
 // enrolUnit is the oneshot unit that runs kiln-node enrol on the node. It is ordered before,
 // and required by, the units that need the keys (the drop-in of enrolDropin on each).
 func (c *cluster) enrolUnit(member bool, kilnNode string) unit {
-	args := []string{kilnNode, "enrol", "--config", NodeConfigPath}
+	// No time limit: the units that need the keys wait until the operator or the policy decides.
+	args := []string{kilnNode, "enrol", "--config", NodeConfigPath, "--timeout", "0"}
 	if member {
 		args = append(args, "--etcd-dir", EtcdPKIDir)
 	}
@@ -42,6 +43,7 @@ Before=kiln-etcd.service kiln-node.service
 [Service]
 Type=oneshot
 RemainAfterExit=yes
+TimeoutStartSec=infinity
 ExecStart=` + strings.Join(args, " ") + `
 Restart=on-failure
 RestartSec=30s

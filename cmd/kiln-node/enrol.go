@@ -28,8 +28,9 @@ func newEnrolCmd() *cobra.Command {
 		Long: `Enrol makes the node's private keys on the machine (ECDSA P-256, mode 0600, at the paths of the
 config file: etcd.key, and with --etcd-dir the etcd member's peer.key and server.key), sends one
 certificate request per key to the boot server, waits until the server signs them (the operator
-runs kiln pxe approve, or the server's policy approves), checks that each certificate chains to
-the cluster CA (etcd.ca) and fits its key, and writes them beside the keys.
+runs kiln pxe approve, or the server's policy approves; refused keys wait for the operator too),
+checks that each certificate chains to the cluster CA (etcd.ca) and fits its key, and writes them
+beside the keys. The keys are kept across tries, so the fingerprint the operator approves stays.
 
 A node whose certificates are already in place and fit its keys does nothing: reboots do not
 enrol again. Without --server, the server is the one named by ignition.config.url on the kernel
@@ -63,6 +64,9 @@ before etcd and kiln-node on machines booted over the network.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if timeout == 0 {
+				timeout = -1 // no bound
+			}
 			err = enrol.Run(ctx, enrol.Config{
 				Server: server, Node: c.Hostname, CA: c.Etcd.CA, Certs: certs, Timeout: timeout,
 				Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
@@ -78,6 +82,6 @@ before etcd and kiln-node on machines booted over the network.`,
 	f.StringVar(&etcdDir, "etcd-dir", "", "an etcd member's folder for peer.crt/key and server.crt/key (members only)")
 	f.StringVar(&server, "server", "", "the boot server's URL (default: from ignition.config.url on the kernel command line)")
 	f.StringVar(&cmdline, "cmdline", "/proc/cmdline", "the kernel command line to find the boot server in")
-	f.DurationVar(&timeout, "timeout", time.Hour, "give up after this long (the unit tries again)")
+	f.DurationVar(&timeout, "timeout", time.Hour, "give up after this long; 0: wait until the server signs (kiln-enrol.service does)")
 	return cmd
 }

@@ -51,7 +51,8 @@ type Config struct {
 	Client *http.Client
 	// Backoff is the first wait between requests (doubled up to MaxBackoff); 0: 2 s and 1 min.
 	Backoff, MaxBackoff time.Duration
-	// Timeout bounds the whole enrolment; 0: one hour.
+	// Timeout bounds the whole enrolment; 0: one hour; negative: no bound (the unit waits until
+	// the operator decides).
 	Timeout time.Duration
 	Logger  *slog.Logger
 }
@@ -71,7 +72,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = time.Minute
 	}
-	if cfg.Timeout <= 0 {
+	if cfg.Timeout == 0 {
 		cfg.Timeout = time.Hour
 	}
 	roots, err := loadCA(cfg.CA)
@@ -107,8 +108,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	defer cancel()
+	if cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+		defer cancel()
+	}
 	endpoint := strings.TrimSuffix(cfg.Server, "/") + Path
 	cfg.Logger.Info("enrolling: the operator may check this fingerprint with kiln pxe enrolments",
 		"node", cfg.Node, "server", endpoint, "fingerprint", fp)
@@ -126,7 +130,12 @@ func Run(ctx context.Context, cfg Config) error {
 			cfg.Logger.Info("enrolled: certificates written", "node", cfg.Node, "fingerprint", fp)
 			return nil
 		case res.Status == StatusRefused:
-			return fmt.Errorf("%w: %s (fingerprint %s)", ErrRefused, res.Message, fp)
+			// Refused keys wait too: the operator may approve them (kiln pxe approve), and
+			// the units that need the keys then start without anyone touching the machine.
+			if lastStatus != StatusRefused {
+				cfg.Logger.Error("the boot server refused this node's keys: another machine may have claimed this node; waiting for the operator (kiln pxe approve "+cfg.Node+")",
+					"fingerprint", fp, "reason", res.Message)
+			}
 		case res.Status == StatusPending:
 			if lastStatus != StatusPending {
 				cfg.Logger.Info("waiting for approval: run kiln pxe approve "+cfg.Node+" where the boot server runs",
@@ -141,6 +150,9 @@ func Run(ctx context.Context, cfg Config) error {
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				if lastStatus == StatusRefused {
+					return fmt.Errorf("%w (fingerprint %s)", ErrRefused, fp)
+				}
 				return fmt.Errorf("%w (%v, fingerprint %s)", ErrTimeout, cfg.Timeout, fp)
 			}
 			return ctx.Err()
