@@ -100,7 +100,8 @@ func (s *Server) enrolDecide(st *state, m *machine, fp string, pubs map[string]c
 	if err != nil {
 		return s.enrolFailed(m, err)
 	}
-	en, isNew := (*Enrolment)(nil), false
+	var en *Enrolment
+	isNew := false
 	for i := range all {
 		if all[i].Fingerprint == fp {
 			en = &all[i]

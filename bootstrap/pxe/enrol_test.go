@@ -300,9 +300,9 @@ func TestEnrolFirstRefusesSecondKey(t *testing.T) {
 	}
 }
 
-// TestEnrolApproveWaits: with the policy approve, kiln-node enrol's client waits, the operator
-// approves (the only pending keys, no fingerprint needed), and the node gets certificates that
-// chain to the CA; enrolling again does nothing, also with the server gone.
+// TestEnrolApproveWaits: with the policy approve, kiln-node enrol's client waits, through a
+// refusal too, until the operator approves, and the node gets certificates that chain to the CA;
+// enrolling again does nothing, also with the server gone.
 func TestEnrolApproveWaits(t *testing.T) {
 	f := newFixture(t, specText("flatcar", "stable", testNodes))
 	s, _ := newTestServer(t, f, nil) // approve is the default
@@ -327,7 +327,18 @@ func TestEnrolApproveWaits(t *testing.T) {
 	if en.Remote == "" || len(en.Fingerprint) != 64 {
 		t.Errorf("the pending enrolment lacks its address or fingerprint: %+v", en)
 	}
-	if _, err := OpenEnrolments(f.pki).Decide("n1", "", enrol.StatusApproved, "operator", ""); err != nil {
+	// Refused first (the operator's mistake): the node keeps waiting and is let through by
+	// the approval that follows, with no hands on it.
+	if _, err := OpenEnrolments(f.pki).Decide("n1", "", enrol.StatusRefused, "operator", "not sure"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("enrol ended on a refusal: %v", err)
+	default:
+	}
+	if _, err := OpenEnrolments(f.pki).Decide("n1", en.Fingerprint[:8], enrol.StatusApproved, "operator", ""); err != nil {
 		t.Fatal(err)
 	}
 	select {
