@@ -112,6 +112,11 @@ func TestAttackerGetsNoKeys(t *testing.T) {
 						}
 					}
 				}
+				for _, p := range []string{"/boot.ipxe", "/metrics", "/healthz", "/grub", "/assets/pki/ca.key", "/assets/../pki/ca.key"} {
+					if k := keyMaterial(t, []byte(body(t, get(t, s, "GET", p)))); len(k) > 0 {
+						t.Errorf("GET %s: key material in %v", p, k)
+					}
+				}
 				// An enrolment in n1's name: under approve it waits for the operator; under first,
 				// once the real node enrolled (it boots first: the policy's premise), it is refused.
 				if pol == PolicyFirst {
