@@ -1,6 +1,7 @@
 package pxe
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -11,8 +12,11 @@ import (
 	"syscall"
 )
 
-// errNotRegular: an asset that is a FIFO, a device or a folder.
-var errNotRegular = errors.New("not a regular file")
+// errNotRegular: an asset that is a FIFO, a device or a folder; errPrivateKey: a PEM private key.
+var (
+	errNotRegular = errors.New("not a regular file")
+	errPrivateKey = errors.New("a private key")
+)
 
 // secretAsset reports whether an assets path names what is never served: a private key (*.key),
 // anything under a pki folder, or kiln's own per-node outputs (config.ign, config.bu), as when
@@ -43,6 +47,13 @@ func (s *Server) openAsset(rel string) (*os.File, fs.FileInfo, error) {
 	if !fi.Mode().IsRegular() {
 		f.Close()
 		return nil, nil, fmt.Errorf("%s: %w", rel, errNotRegular)
+	}
+	// A private key under another name (or a link to one) is refused by its PEM header.
+	head := make([]byte, 64)
+	n, _ := f.ReadAt(head, 0)
+	if line, _, _ := bytes.Cut(head[:n], []byte("\n")); bytes.HasPrefix(line, []byte("-----BEGIN ")) && bytes.Contains(line, []byte("PRIVATE KEY")) {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s: %w", rel, errPrivateKey)
 	}
 	return f, fi, nil
 }

@@ -405,6 +405,17 @@ func TestAssetsNeverServeSecrets(t *testing.T) {
 			t.Errorf("GET /assets/%s: %d %q, want 403", p, res.StatusCode, b)
 		}
 	}
+	// A key under another name, or a link to one, is known by its PEM header.
+	writeFile(t, filepath.Join(f.assets, "pki/ca.key"), "-----BEGIN PRIVATE KEY-----\nSECRET-2\n")
+	writeFile(t, filepath.Join(f.assets, "flatcar/kernel"), "-----BEGIN EC PRIVATE KEY-----\nSECRET-9\n")
+	if err := os.Symlink("../pki/ca.key", filepath.Join(f.assets, "flatcar/initrd")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"flatcar/kernel", "flatcar/initrd"} {
+		if res := get(t, s, "GET", "/assets/"+p); res.StatusCode != http.StatusForbidden || strings.Contains(body(t, res), "SECRET") {
+			t.Errorf("GET /assets/%s: %d, want 403", p, res.StatusCode)
+		}
+	}
 	writeFile(t, filepath.Join(f.assets, "ok.txt"), "fine")
 	if res := get(t, s, "GET", "/assets/ok.txt"); res.StatusCode != 200 {
 		t.Errorf("a plain asset: %d", res.StatusCode)

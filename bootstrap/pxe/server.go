@@ -443,6 +443,11 @@ func (s *Server) serveAsset(w *responseWriter, r *http.Request) {
 	}
 	f, fi, err := s.openAsset(rel)
 	if err != nil {
+		if errors.Is(err, errPrivateKey) {
+			s.log.Warn("asset refused: private keys are never served", "path", rel, "remote", r.RemoteAddr)
+			plain(w, http.StatusForbidden, "kiln: "+rel+" is a private key: never served from assets\n")
+			return
+		}
 		if errors.Is(err, errNotRegular) {
 			plain(w, http.StatusNotFound, "kiln: no asset "+rel+" (not a file)\n")
 			return
