@@ -50,8 +50,9 @@
 // state (Enrolments) lives in the PKI folder, so it survives restarts and only who can write the
 // PKI can approve.
 //
-// The assets folder never serves private keys (*.key), anything under a pki folder, or kiln's
-// own config.ign and config.bu; it serves regular files only, opened without blocking.
+// The assets folder never serves private keys (*.key, or any file that starts as a PEM private
+// key), anything under a pki folder, or kiln's own config.ign and config.bu; it serves regular
+// files only, opened without blocking.
 //
 // # Tokens
 //
