@@ -17,28 +17,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kiln-cluster/kiln/internal/testkit"
 )
 
-// kilnBin is the kiln binary the Makefile builds ($KILN_BIN).
-func kilnBin(t *testing.T) string {
-	return requireBin(t, "KILN_BIN", "no kiln binary: set KILN_BIN (make build, then make test-integration sets it)")
-}
+func TestMain(m *testing.M) { testkit.Main(m) }
 
-// requireBin is the file named by the environment variable env; the test skips without it (msg
-// says why), or fails under $CI or $KILN_REQUIRE_TOOLS.
-func requireBin(t *testing.T, env, msg string) string {
+// kilnBin is the kiln binary the Makefile builds ($KILN_BIN), else one built once.
+func kilnBin(t *testing.T) string {
 	t.Helper()
-	bin := os.Getenv(env)
-	if bin != "" {
-		if _, err := os.Stat(bin); err == nil {
-			return bin
-		}
-	}
-	if os.Getenv("CI") != "" || os.Getenv("KILN_REQUIRE_TOOLS") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
+	return testkit.Binary(t, "KILN_BIN", "github.com/kiln-cluster/kiln/cmd/kiln")
 }
 
 // TestIntegrationPXEServeCommand runs `kiln pxe serve` as users do: it serves on the port it

@@ -27,6 +27,7 @@ import (
 
 	"github.com/kiln-cluster/kiln/bootstrap/pki"
 	"github.com/kiln-cluster/kiln/internal/testboot"
+	"github.com/kiln-cluster/kiln/internal/testkit"
 )
 
 // ignitionFirstBoot runs the real Ignition binary's fetch and files stages as a machine's first
@@ -97,7 +98,7 @@ func TestE2EPXEBootIgnition(t *testing.T) {
 		t.Skip("boots a QEMU machine")
 	}
 	kit := testboot.Require(t)
-	ignition := requireBin(t, "KILN_IGNITION_BIN", "no Ignition binary: set KILN_IGNITION_BIN (make deps builds it)")
+	ignition := testkit.Tool(t, "KILN_IGNITION_BIN", "ignition")
 	files := map[string][]byte{}
 	if err := dynamicBinary(files, ignition, "bin/ignition"); err != nil {
 		t.Fatal(err)
@@ -120,7 +121,7 @@ func TestE2EPXEBootIgnition(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
-	kilnNode, err := os.ReadFile(requireBin(t, "KILN_NODE_BIN", "no kiln-node binary: set KILN_NODE_BIN (make build builds a static one)"))
+	kilnNode, err := os.ReadFile(testkit.Binary(t, "KILN_NODE_BIN", "github.com/kiln-cluster/kiln/cmd/kiln-node"))
 	if err != nil {
 		t.Fatal(err)
 	}
