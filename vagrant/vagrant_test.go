@@ -16,6 +16,7 @@ import (
 	ignconfig "github.com/coreos/ignition/v2/config"
 
 	"github.com/kiln-cluster/kiln/bootstrap/render"
+	"github.com/kiln-cluster/kiln/internal/testkit"
 	"github.com/kiln-cluster/kiln/vagrant"
 )
 
@@ -162,20 +163,6 @@ func TestWrite(t *testing.T) {
 	}
 }
 
-// needTool returns the path of a command the test needs, or skips (fails under CI or
-// KILN_REQUIRE_TOOLS=1).
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" || os.Getenv("KILN_REQUIRE_TOOLS") == "1" {
-			t.Fatalf("%s is not installed (make deps installs it)", name)
-		}
-		t.Skipf("%s is not installed (make deps installs it)", name)
-	}
-	return p
-}
-
 // vagrantEnv is the environment Vagrant runs in: its own home in a temporary folder, no
 // network checks, libvirt as the provider.
 func vagrantEnv(t *testing.T) []string {
@@ -234,7 +221,7 @@ type network struct {
 // every machine's provider settings as Vagrant computed them.
 func machines(t *testing.T, dir string, fetch bool) map[string]machine {
 	t.Helper()
-	ruby := needTool(t, "ruby")
+	ruby := testkit.RequireTool(t, "ruby")
 	script, err := filepath.Abs("testdata/machines.rb")
 	if err != nil {
 		t.Fatal(err)
@@ -262,7 +249,7 @@ func TestIntegrationVagrantValidate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs vagrant")
 	}
-	bin := needTool(t, "vagrant")
+	bin := testkit.RequireTool(t, "vagrant")
 	env := vagrantEnv(t)
 	list := exec.Command(bin, "plugin", "list")
 	list.Env = env
