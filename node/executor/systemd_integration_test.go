@@ -11,16 +11,13 @@ import (
 	"time"
 
 	"github.com/kiln-cluster/kiln/internal/systemdtest"
+	"github.com/kiln-cluster/kiln/internal/testkit"
 )
 
 // buildTestBinary compiles the tests of the package in dir, statically, into out.
 func buildTestBinary(t *testing.T, dir, out string) {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtimeGOROOT(), "bin", "go")
-	}
-	cmd := exec.Command(goBin, "test", "-c", "-o", out, ".")
+	cmd := exec.Command(testkit.Go(t), "test", "-c", "-o", out, ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if raw, err := cmd.CombinedOutput(); err != nil {
@@ -73,15 +70,4 @@ func TestIntegrationSystemdExecutor(t *testing.T) {
 	if strings.TrimSpace(active) != "" {
 		t.Errorf("contract units still active:\n%s", active)
 	}
-}
-
-func runtimeGOROOT() string {
-	if r := os.Getenv("GOROOT"); r != "" {
-		return r
-	}
-	out, err := exec.Command("go", "env", "GOROOT").Output()
-	if err != nil {
-		return "/usr/local/go"
-	}
-	return strings.TrimSpace(string(out))
 }
