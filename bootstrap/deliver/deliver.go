@@ -67,6 +67,10 @@ func Compile(o Options) (*render.Compiled, error) {
 	case err != nil:
 		return nil, err
 	}
+	if st := c.Stats; st.Fallback > 0 && o.Problems != nil {
+		fmt.Fprintf(o.Problems, "warning: the render fast path is lost for %d of %d nodes (%s): their configs are right, but each took a whole Butane translation; please report it\n",
+			st.Fallback, len(c.Nodes), st.Lost)
+	}
 	var missing []string
 	for _, n := range o.Nodes {
 		if c.Node(n) == nil {

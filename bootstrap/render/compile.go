@@ -33,6 +33,9 @@ type Compiled struct {
 	Spec  *spec.Spec
 	Nodes []Node
 	PKI   *pki.Bundle
+	// Stats counts the nodes spliced (the fast path), translated whole, and those that fell
+	// back because the fast path is lost.
+	Stats Stats
 }
 
 // Node returns the named node's configs, or nil.
@@ -70,7 +73,7 @@ func Compile(path string, opt CompileOptions) (*Compiled, report.Report, error) 
 	if err != nil {
 		return nil, rep, err
 	}
-	return &Compiled{Spec: s, Nodes: nodes, PKI: b}, rep, nil
+	return &Compiled{Spec: s, Nodes: nodes, PKI: b, Stats: Count(nodes)}, rep, nil
 }
 
 // Load reads the spec at path, applies its defaults (kiln's version, the kiln-node file) and

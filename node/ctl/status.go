@@ -1,4 +1,4 @@
-package engine
+package ctl
 
 import (
 	"context"
@@ -13,8 +13,9 @@ import (
 	"github.com/kiln-cluster/kiln/node/unit"
 )
 
-// UnitStatus is what the cluster knows of a unit, for kiln ctl: what the operator asked, where
-// the engine placed it, what the agents report, or why it has no machine.
+// UnitStatus is what the cluster knows of a unit (kiln ctl list-units -o json prints a list of
+// them, kiln ctl status one): what the operator asked, where the engine placed it, what the
+// agents report, or why it has no machine.
 type UnitStatus struct {
 	Name string `json:"name"`
 	// Submitted is false for a unit that was destroyed and is still being taken down.
@@ -37,9 +38,9 @@ type Placement struct {
 	Report  *keys.UnitReport `json:"report,omitempty"`
 }
 
-// Units reads every submitted unit's status at one revision, sorted by name. Placements and
+// statuses reads every submitted unit's status at one revision, sorted by name. Placements and
 // reports of units that are no longer submitted are listed too (they are being taken down).
-func Units(ctx context.Context, kv clientv3.KV) ([]UnitStatus, error) {
+func statuses(ctx context.Context, kv clientv3.KV) ([]UnitStatus, error) {
 	resp, err := kv.Txn(ctx).Then(
 		clientv3.OpGet(keys.Units, clientv3.WithPrefix()),
 		clientv3.OpGet(keys.Schedule, clientv3.WithPrefix()),
@@ -68,7 +69,7 @@ func Units(ctx context.Context, kv clientv3.KV) ([]UnitStatus, error) {
 	}
 	reports := map[[2]string]*keys.UnitReport{}
 	for _, kvp := range resp.Responses[2].GetResponseRange().Kvs {
-		m, u, ok := split(string(kvp.Key), keys.States)
+		m, u, ok := keys.SplitMachineUnit(string(kvp.Key), keys.States)
 		if !ok {
 			continue
 		}
@@ -78,7 +79,7 @@ func Units(ctx context.Context, kv clientv3.KV) ([]UnitStatus, error) {
 		}
 	}
 	for _, kvp := range resp.Responses[1].GetResponseRange().Kvs {
-		m, u, ok := split(string(kvp.Key), keys.Schedule)
+		m, u, ok := keys.SplitMachineUnit(string(kvp.Key), keys.Schedule)
 		if !ok {
 			continue
 		}
@@ -110,15 +111,15 @@ func Units(ctx context.Context, kv clientv3.KV) ([]UnitStatus, error) {
 	return out, nil
 }
 
-// MachineUnits counts the units placed on each machine.
-func MachineUnits(ctx context.Context, kv clientv3.KV) (map[string]int, error) {
+// machineUnits counts the units placed on each machine.
+func machineUnits(ctx context.Context, kv clientv3.KV) (map[string]int, error) {
 	resp, err := kv.Get(ctx, keys.Schedule, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]int{}
 	for _, kvp := range resp.Kvs {
-		if m, _, ok := split(string(kvp.Key), keys.Schedule); ok {
+		if m, _, ok := keys.SplitMachineUnit(string(kvp.Key), keys.Schedule); ok {
 			out[m]++
 		}
 	}
@@ -151,7 +152,7 @@ func Reached(u UnitStatus) (done bool, problem string) {
 		if u.DesiredState == unit.StateLaunched && r.ActiveState != "active" && r.ActiveState != "reloading" {
 			return false, ""
 		}
-		if u.DesiredState == unit.StateLoaded && running(r.ActiveState) && r.ActiveState != "failed" {
+		if u.DesiredState == unit.StateLoaded && !stopped(r.ActiveState) {
 			return false, "" // still stopping
 		}
 		if r.LoadState != "loaded" {
@@ -159,4 +160,9 @@ func Reached(u UnitStatus) (done bool, problem string) {
 		}
 	}
 	return true, ""
+}
+
+// stopped tells whether systemd's ActiveState says the unit runs no process.
+func stopped(active string) bool {
+	return active == "inactive" || active == "failed" || active == ""
 }
