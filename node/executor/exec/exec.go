@@ -666,7 +666,7 @@ func (u *execUnit) activate(svc *service, stopReq, kill chan struct{}, log *slog
 	}
 	pid := main.Process.Pid
 	exited := make(chan error, 1)
-	go func() { exited <- main.Wait() }()
+	go func() { exited <- waitCmd(main) }()
 	u.e.mu.Lock()
 	u.main = main
 	u.mainSt = 0
@@ -797,7 +797,7 @@ func (u *execUnit) runSync(svc *service, c command, env map[string]string, stopR
 	}
 	pid := cmd.Process.Pid
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() { exited <- waitCmd(cmd) }()
 	select {
 	case err := <-exited:
 		u.dropGroup(pid)
