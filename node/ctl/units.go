@@ -47,6 +47,7 @@ func ReadUnitArgs(args []string, needFile bool) ([]File, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", arg, submit.ErrNoText))
 			continue
 		}
+		arg = unit.Normalize(arg) // "foo" is foo.service, as with systemctl and fleetctl
 		if err := unit.ValidateName(arg); err != nil {
 			errs = append(errs, err)
 			continue
@@ -207,6 +208,7 @@ func (c *Client) Unit(ctx context.Context, name string, lines int) (*UnitDetail,
 }
 
 func (c *Client) find(ctx context.Context, name string) (*UnitStatus, error) {
+	name = unit.Normalize(name)
 	units, err := statuses(ctx, c.etcd)
 	if err != nil {
 		return nil, err
@@ -233,7 +235,7 @@ func (c *Client) Journal(ctx context.Context, name, machine string, lines int) (
 		if machine != "" && p.Machine != machine {
 			continue
 		}
-		l, err := journal.Ask(ctx, c.etcd, p.Machine, name, lines)
+		l, err := journal.Ask(ctx, c.etcd, p.Machine, u.Name, lines)
 		ml := MachineLog{Machine: p.Machine, Lines: l}
 		if err != nil {
 			ml.Error = err.Error()

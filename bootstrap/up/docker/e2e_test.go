@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-cluster/kiln/internal/testkit"
 	"github.com/kiln-cluster/kiln/node/config"
 	"github.com/kiln-cluster/kiln/node/etcdconn"
 )
@@ -120,11 +121,11 @@ func newCluster(t *testing.T) *cluster {
 	kiln := os.Getenv("KILN_BIN")
 	for _, env := range []string{"KILN_BIN", "KILN_NODE_BIN", "KILN_ETCD_BIN", "KILN_IGNITION_BIN"} {
 		if os.Getenv(env) == "" {
-			missing(t, env+" is not set (make build tools sets them)")
+			testkit.Missing(t, "%s is not set (make build tools sets them)", env)
 		}
 	}
 	if err := exec.Command("docker", "info").Run(); err != nil {
-		missing(t, "the docker daemon is not reachable")
+		testkit.Missing(t, "the docker daemon is not reachable")
 	}
 	dir := t.TempDir()
 	c := &cluster{t: t, kiln: kiln, out: filepath.Join(dir, "state"), ips: map[string]string{},
@@ -168,14 +169,6 @@ func newCluster(t *testing.T) *cluster {
 		_ = exec.Command("docker", "network", "rm", "kiln-"+c.name).Run()
 	})
 	return c
-}
-
-func missing(t *testing.T, msg string) {
-	t.Helper()
-	if os.Getenv("CI") != "" || os.Getenv("KILN_REQUIRE_TOOLS") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
 }
 
 // configHome is the XDG_CONFIG_HOME of the cluster's commands (where kiln ctl's context is).

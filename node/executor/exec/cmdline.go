@@ -1,4 +1,4 @@
-package executor
+package exec
 
 import (
 	"fmt"
@@ -7,11 +7,12 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/kiln-cluster/kiln/node/executor"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
 
-// Command is one command line of ExecStart= and friends, read as systemd.service(5) does.
-type Command struct {
+// command is one command line of ExecStart= and friends, read as systemd.service(5) does.
+type command struct {
 	// Path is the executable (the first word); Argv the arguments, Argv[0] included (the
 	// second word with the '@' prefix, else the first).
 	Path string
@@ -25,8 +26,8 @@ type Command struct {
 	Privileged bool
 }
 
-// Specifiers are the values of systemd's % specifiers for one unit (systemd.unit(5)).
-type Specifiers struct {
+// specifiers are the values of systemd's % specifiers for one unit (systemd.unit(5)).
+type specifiers struct {
 	Name      unit.Name
 	MachineID string
 	BootID    string
@@ -37,7 +38,7 @@ type Specifiers struct {
 
 // Expand replaces the specifiers in s: %n %N %p %P %i %I %j %J %f %H %m %b %t and %%.
 // Another % sequence is an error, as in systemd ("failed to resolve unit specifiers").
-func (sp Specifiers) Expand(s string) (string, error) {
+func (sp specifiers) expand(s string) (string, error) {
 	if !strings.Contains(s, "%") {
 		return s, nil
 	}
@@ -50,7 +51,7 @@ func (sp Specifiers) Expand(s string) (string, error) {
 			continue
 		}
 		if i+1 == len(s) {
-			return "", fmt.Errorf("%w: trailing %%", ErrSpecifier)
+			return "", fmt.Errorf("%w: trailing %%", executor.ErrSpecifier)
 		}
 		i++
 		switch s[i] {
@@ -87,7 +88,7 @@ func (sp Specifiers) Expand(s string) (string, error) {
 		case 't':
 			b.WriteString(sp.RuntimeDir)
 		default:
-			return "", fmt.Errorf("%w: %%%c", ErrSpecifier, s[i])
+			return "", fmt.Errorf("%w: %%%c", executor.ErrSpecifier, s[i])
 		}
 	}
 	return b.String(), nil
@@ -121,19 +122,19 @@ func unescapeName(s string) string {
 	return b.String()
 }
 
-// ParseCommands reads one ExecStart=-style value: specifiers expanded first (as systemd does
+// parseCommands reads one ExecStart=-style value: specifiers expanded first (as systemd does
 // when it loads the unit), then split into words with quotes and C escapes, several commands
-// separated by a lone ";" word. Environment variables are expanded later, by Command.Expand.
-func ParseCommands(value string, sp Specifiers) ([]Command, error) {
-	expanded, err := sp.Expand(value)
+// separated by a lone ";" word. Environment variables are expanded later, by command.expand.
+func parseCommands(value string, sp specifiers) ([]command, error) {
+	expanded, err := sp.expand(value)
 	if err != nil {
 		return nil, err
 	}
-	words, err := SplitWords(expanded)
+	words, err := splitWords(expanded)
 	if err != nil {
 		return nil, err
 	}
-	var out []Command
+	var out []command
 	var cur []string
 	flush := func() error {
 		if len(cur) == 0 {
@@ -148,13 +149,13 @@ func ParseCommands(value string, sp Specifiers) ([]Command, error) {
 		return nil
 	}
 	for _, w := range words {
-		if w.text == ";" && !w.quoted {
+		if w.Text == ";" && !w.Quoted {
 			if err := flush(); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		cur = append(cur, w.text)
+		cur = append(cur, w.Text)
 	}
 	if err := flush(); err != nil {
 		return nil, err
@@ -162,8 +163,8 @@ func ParseCommands(value string, sp Specifiers) ([]Command, error) {
 	return out, nil
 }
 
-func newCommand(words []string) (Command, error) {
-	var c Command
+func newCommand(words []string) (command, error) {
+	var c command
 	first := words[0]
 	argv0 := false
 	for len(first) > 0 {
@@ -183,13 +184,13 @@ func newCommand(words []string) (Command, error) {
 	}
 done:
 	if first == "" {
-		return c, fmt.Errorf("%w: no executable", ErrCommand)
+		return c, fmt.Errorf("%w: no executable", executor.ErrCommand)
 	}
 	c.Path = first
 	rest := words[1:]
 	if argv0 {
 		if len(rest) == 0 {
-			return c, fmt.Errorf("%w: '@' without argv[0]", ErrCommand)
+			return c, fmt.Errorf("%w: '@' without argv[0]", executor.ErrCommand)
 		}
 		c.Argv = append([]string{rest[0]}, rest[1:]...)
 	} else {
@@ -198,114 +199,20 @@ done:
 	return c, nil
 }
 
-type word struct {
-	text   string
-	quoted bool
-}
-
-// SplitWords splits a value into words as systemd's extract_first_word does with
-// EXTRACT_UNQUOTE|EXTRACT_CUNESCAPE: blanks separate words, '...' and "..." quote (in any part
-// of a word), and backslash escapes are C's (\n \t \\ \" \' \xNN \NNN, "\ " a blank).
-func SplitWords(s string) ([]word, error) {
-	var out []word
-	i := 0
-	for {
-		for i < len(s) && isBlank(s[i]) {
-			i++
-		}
-		if i == len(s) {
-			return out, nil
-		}
-		var b strings.Builder
-		quoted := false
-		for i < len(s) && !isBlank(s[i]) {
-			switch c := s[i]; c {
-			case '\'', '"':
-				quoted = true
-				end := i + 1
-				for ; end < len(s) && s[end] != c; end++ {
-					if s[end] == '\\' && c == '"' && end+1 < len(s) {
-						n, r, err := cEscape(s[end:])
-						if err != nil {
-							return nil, err
-						}
-						b.WriteString(r)
-						end += n - 1
-						continue
-					}
-					b.WriteByte(s[end])
-				}
-				if end == len(s) {
-					return nil, fmt.Errorf("%w: unterminated quote", ErrCommand)
-				}
-				i = end + 1
-			case '\\':
-				n, r, err := cEscape(s[i:])
-				if err != nil {
-					return nil, err
-				}
-				b.WriteString(r)
-				i += n
-			default:
-				b.WriteByte(c)
-				i++
-			}
-		}
-		out = append(out, word{b.String(), quoted})
+// splitWords splits a command line or an Environment= value as systemd does (unit.SplitWords
+// with C escapes); its errors are executor.ErrCommand's.
+func splitWords(v string) ([]unit.Word, error) {
+	ws, err := unit.SplitWords(v, unit.CEscapes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", executor.ErrCommand, err)
 	}
-}
-
-func isBlank(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
-// cEscape reads the escape at the start of s (which begins with a backslash) and returns its
-// length and its text.
-func cEscape(s string) (int, string, error) {
-	if len(s) < 2 {
-		return 0, "", fmt.Errorf("%w: trailing backslash", ErrCommand)
-	}
-	switch c := s[1]; c {
-	case 'a':
-		return 2, "\a", nil
-	case 'b':
-		return 2, "\b", nil
-	case 'f':
-		return 2, "\f", nil
-	case 'n':
-		return 2, "\n", nil
-	case 'r':
-		return 2, "\r", nil
-	case 't':
-		return 2, "\t", nil
-	case 'v':
-		return 2, "\v", nil
-	case 's':
-		return 2, " ", nil
-	case '\\', '"', '\'', ' ', ';', '$':
-		// "\;" and "\$" keep a literal ';' word and '$' sign.
-		if c == ';' || c == '$' {
-			return 2, "\\" + string(c), nil
-		}
-		return 2, string(c), nil
-	case 'x':
-		if len(s) >= 4 {
-			if v, err := strconv.ParseUint(s[2:4], 16, 8); err == nil {
-				return 4, string([]byte{byte(v)}), nil
-			}
-		}
-	case '0', '1', '2', '3':
-		if len(s) >= 4 {
-			if v, err := strconv.ParseUint(s[1:4], 8, 8); err == nil {
-				return 4, string([]byte{byte(v)}), nil
-			}
-		}
-	}
-	return 0, "", fmt.Errorf("%w: bad escape %q", ErrCommand, s[:2])
+	return ws, nil
 }
 
 // Expand returns the command's path and argv with environment variables expanded as systemd
 // does at exec time: a word that is exactly $NAME becomes the value's blank-separated words
 // (none when unset or empty), ${NAME} is replaced inside a word, and "\$" is a literal '$'.
-func (c Command) Expand(env map[string]string) (path string, argv []string) {
+func (c command) expand(env map[string]string) (path string, argv []string) {
 	unescape := func(w string) string { return strings.NewReplacer(`\$`, "$", `\;`, ";").Replace(w) }
 	if c.NoEnvExpand {
 		argv = make([]string, len(c.Argv))
@@ -356,33 +263,33 @@ func validEnvName(s string) bool {
 	return true
 }
 
-// ParseEnvironment reads one Environment= value: blank-separated, optionally quoted
+// parseEnvironment reads one Environment= value: blank-separated, optionally quoted
 // NAME=value assignments.
-func ParseEnvironment(value string) (map[string]string, error) {
-	words, err := SplitWords(value)
+func parseEnvironment(value string) (map[string]string, error) {
+	words, err := splitWords(value)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]string{}
 	for _, w := range words {
-		name, val, ok := strings.Cut(w.text, "=")
+		name, val, ok := strings.Cut(w.Text, "=")
 		if !ok || !validEnvName(name) {
-			return nil, fmt.Errorf("%w: %q", ErrEnvironment, w.text)
+			return nil, fmt.Errorf("%w: %q", executor.ErrEnvironment, w.Text)
 		}
 		out[name] = val
 	}
 	return out, nil
 }
 
-// ParseTimeSpan reads a systemd time span: "90" (seconds), "5s", "1min 30s", "500ms",
+// parseTimeSpan reads a systemd time span: "90" (seconds), "5s", "1min 30s", "500ms",
 // "infinity" (returned as 0 with ok infinite).
-func ParseTimeSpan(s string) (d time.Duration, infinite bool, err error) {
+func parseTimeSpan(s string) (d time.Duration, infinite bool, err error) {
 	s = strings.TrimSpace(s)
 	if s == "infinity" {
 		return 0, true, nil
 	}
 	if s == "" {
-		return 0, false, fmt.Errorf("%w: empty", ErrTimeSpan)
+		return 0, false, fmt.Errorf("%w: empty", executor.ErrTimeSpan)
 	}
 	units := []struct {
 		suffix string
@@ -403,11 +310,11 @@ func ParseTimeSpan(s string) (d time.Duration, infinite bool, err error) {
 			j++
 		}
 		if j == 0 {
-			return 0, false, fmt.Errorf("%w: %q", ErrTimeSpan, s)
+			return 0, false, fmt.Errorf("%w: %q", executor.ErrTimeSpan, s)
 		}
 		num, err := strconv.ParseFloat(rest[:j], 64)
 		if err != nil {
-			return 0, false, fmt.Errorf("%w: %q", ErrTimeSpan, s)
+			return 0, false, fmt.Errorf("%w: %q", executor.ErrTimeSpan, s)
 		}
 		rest = strings.TrimLeft(rest[j:], " \t")
 		mult := time.Second
@@ -419,7 +326,7 @@ func ParseTimeSpan(s string) (d time.Duration, infinite bool, err error) {
 			}
 		}
 		if rest != "" && unicode.IsLetter(rune(rest[0])) {
-			return 0, false, fmt.Errorf("%w: %q", ErrTimeSpan, s)
+			return 0, false, fmt.Errorf("%w: %q", executor.ErrTimeSpan, s)
 		}
 		d += time.Duration(num * float64(mult))
 	}

@@ -1,20 +1,20 @@
-package executor_test
+package exec_test
 
 import (
 	"context"
 	"fmt"
 	"os"
 
-	"github.com/kiln-cluster/kiln/node/executor"
+	"github.com/kiln-cluster/kiln/node/executor/exec"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
 
 // The exec executor runs a template's instance as a child process; its state file says what
 // runs (a test of several kiln-node processes reads DATA-DIR/exec this way).
-func ExampleExec() {
+func ExampleNew() {
 	dir, _ := os.MkdirTemp("", "kiln-exec-example")
 	defer os.RemoveAll(dir)
-	ex, err := executor.NewExec(executor.ExecConfig{Dir: dir, MachineID: "node1"})
+	ex, err := exec.New(exec.Config{Dir: dir, MachineID: "node1"})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -33,11 +33,11 @@ func ExampleExec() {
 	st, _ := ex.Status(ctx, []string{"my-app@1.service"})
 	fmt.Println(st[0].LoadState, st[0].ActiveState, st[0].SubState)
 
-	states, _ := executor.ExecStates(dir)
+	states, _ := exec.States(dir)
 	fmt.Println("running:", states["my-app@1.service"].Running())
 
 	_ = ex.Stop(ctx, "my-app@1.service")
-	states, _ = executor.ExecStates(dir)
+	states, _ = exec.States(dir)
 	fmt.Println("after stop:", states["my-app@1.service"].ActiveState, states["my-app@1.service"].Running())
 	// Output:
 	// loaded active running

@@ -1,4 +1,11 @@
-package executor
+// Package exec is the exec executor: a small emulation of systemd's service manager that runs
+// a service's commands as child processes of kiln-node (ExecStartPre= to ExecStopPost=, each in
+// its own process group), with systemd's states, Restart=, RestartSec=, TimeoutStopSec= and
+// start limits. It implements executor.Executor, for development and for tests that run many
+// machines on one host. exec.go holds the Executor API and the per-unit state machine,
+// service.go reads a unit's [Service] settings, cmdline.go its command lines and specifiers,
+// proc_*.go the process-group plumbing.
+package exec
 
 import (
 	"context"
@@ -7,7 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
+	osexec "os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -15,13 +22,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kiln-cluster/kiln/internal/atomicfile"
+	"github.com/kiln-cluster/kiln/node/executor"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
 
-// ExecConfig configures the exec executor.
-type ExecConfig struct {
+// Config configures the exec executor.
+type Config struct {
 	// Dir holds the executor's files: units/ (unit files), state/ (one JSON file per unit,
-	// see ExecState), logs/ (each unit's output, appended).
+	// see State), logs/ (each unit's output, appended).
 	Dir string
 	// MachineID, BootID and Hostname are %m, %b and %H.
 	MachineID, BootID, Hostname string
@@ -30,18 +39,18 @@ type ExecConfig struct {
 	Log        *slog.Logger
 }
 
-// Exec runs services as child processes of kiln-node. Every command runs in its own process
+// Executor runs services as child processes of kiln-node. Every command runs in its own process
 // group (Setpgid), and is killed with its group; on Linux each command gets SIGKILL when the
 // kiln-node thread that started it dies (Pdeathsig; Go never ends its threads here), so that a
 // crashed kiln-node leaves no service behind. Processes that a command puts in the background
 // stay in its group and die with it on stop; if kiln-node is killed, they are killed by the
-// next Exec on the same Dir (NewExec sweeps the groups its state files record).
+// next Executor on the same Dir (New sweeps the groups its state files record).
 //
-// Tests (and people) see what runs in the state files: state/<unit>.json holds an ExecState,
-// rewritten atomically at every transition; ExecStates reads them all, and ExecState.Running
+// Tests (and people) see what runs in the state files: state/<unit>.json holds an State,
+// rewritten atomically at every transition; States reads them all, and State.Running
 // checks that the main process really exists.
-type Exec struct {
-	c   ExecConfig
+type Executor struct {
+	c   Config
 	log *slog.Logger
 
 	mu       sync.Mutex
@@ -54,8 +63,8 @@ type Exec struct {
 	trace func(name, active, sub string)
 }
 
-// ExecState is a unit's state file.
-type ExecState struct {
+// State is a unit's state file.
+type State struct {
 	Unit        string    `json:"unit"`
 	ActiveState string    `json:"activeState"`
 	SubState    string    `json:"subState"`
@@ -77,24 +86,24 @@ type Group struct {
 
 // Running tells whether the unit's main process runs now: the state says active and the
 // process with that PID and start time exists (and is no zombie).
-func (s ExecState) Running() bool {
-	if s.ActiveState != Active || s.MainPID == 0 {
+func (s State) Running() bool {
+	if s.ActiveState != executor.Active || s.MainPID == 0 {
 		return false
 	}
 	st, ok := procStat(s.MainPID)
 	return ok && st.start == s.MainStart && st.state != 'Z'
 }
 
-// ExecStates reads every state file of the exec executor whose Dir is dir.
-func ExecStates(dir string) (map[string]ExecState, error) {
+// States reads every state file of the exec executor whose Dir is dir.
+func States(dir string) (map[string]State, error) {
 	entries, err := os.ReadDir(filepath.Join(dir, "state"))
 	if err != nil {
 		if os.IsNotExist(err) {
-			return map[string]ExecState{}, nil
+			return map[string]State{}, nil
 		}
 		return nil, err
 	}
-	out := map[string]ExecState{}
+	out := map[string]State{}
 	for _, e := range entries {
 		name, ok := strings.CutSuffix(e.Name(), ".json")
 		if !ok || strings.HasPrefix(name, ".") {
@@ -104,7 +113,7 @@ func ExecStates(dir string) (map[string]ExecState, error) {
 		if err != nil {
 			continue
 		}
-		var s ExecState
+		var s State
 		if json.Unmarshal(raw, &s) == nil {
 			out[name] = s
 		}
@@ -112,9 +121,9 @@ func ExecStates(dir string) (map[string]ExecState, error) {
 	return out, nil
 }
 
-// NewExec returns an exec executor on c.Dir, after killing the process groups that a previous
+// New returns an exec executor on c.Dir, after killing the process groups that a previous
 // executor on the same Dir left running (when kiln-node was killed).
-func NewExec(c ExecConfig) (*Exec, error) {
+func New(c Config) (*Executor, error) {
 	if c.Dir == "" {
 		return nil, errors.New("exec executor: no directory")
 	}
@@ -133,7 +142,7 @@ func NewExec(c ExecConfig) (*Exec, error) {
 			return nil, err
 		}
 	}
-	e := &Exec{c: c, log: log, defs: map[string]*unit.Unit{}, loadErrs: map[string]error{},
+	e := &Executor{c: c, log: log, defs: map[string]*unit.Unit{}, loadErrs: map[string]error{},
 		units: map[string]*execUnit{}, watchers: map[int]func(){}}
 	e.sweep()
 	if err := e.Reload(context.Background()); err != nil {
@@ -143,8 +152,8 @@ func NewExec(c ExecConfig) (*Exec, error) {
 }
 
 // sweep kills what the state files say still runs, and removes the files.
-func (e *Exec) sweep() {
-	states, _ := ExecStates(e.c.Dir)
+func (e *Executor) sweep() {
+	states, _ := States(e.c.Dir)
 	boot := currentBootID()
 	for name, s := range states {
 		for _, g := range s.Groups {
@@ -165,23 +174,25 @@ func (e *Exec) sweep() {
 	}
 }
 
-func (e *Exec) statePath(name string) string { return filepath.Join(e.c.Dir, "state", name+".json") }
-func (e *Exec) unitsDir() string             { return filepath.Join(e.c.Dir, "units") }
+func (e *Executor) statePath(name string) string {
+	return filepath.Join(e.c.Dir, "state", name+".json")
+}
+func (e *Executor) unitsDir() string { return filepath.Join(e.c.Dir, "units") }
 
-// Files implements Executor.
-func (e *Exec) Files() (map[string]unit.Hash, error) { return listMarked(e.unitsDir()) }
+// Files implements executor.Executor.
+func (e *Executor) Files() (map[string]unit.Hash, error) { return executor.ListMarked(e.unitsDir()) }
 
-// WriteFile implements Executor.
-func (e *Exec) WriteFile(name string, hash unit.Hash, text []byte) error {
-	return writeMarked(e.unitsDir(), name, hash, text)
+// WriteFile implements executor.Executor.
+func (e *Executor) WriteFile(name string, hash unit.Hash, text []byte) error {
+	return executor.WriteMarked(e.unitsDir(), name, hash, text)
 }
 
-// RemoveFile implements Executor.
-func (e *Exec) RemoveFile(name string) error { return removeMarked(e.unitsDir(), name) }
+// RemoveFile implements executor.Executor.
+func (e *Executor) RemoveFile(name string) error { return executor.RemoveMarked(e.unitsDir(), name) }
 
-// Reload implements Executor: it parses every unit file again; running units keep the
+// Reload implements executor.Executor: it parses every unit file again; running units keep the
 // definition they were started with until they start again.
-func (e *Exec) Reload(context.Context) error {
+func (e *Executor) Reload(context.Context) error {
 	files, err := e.Files()
 	if err != nil {
 		return err
@@ -208,37 +219,37 @@ func (e *Exec) Reload(context.Context) error {
 }
 
 // definition returns the unit file that defines name (itself or its template).
-func (e *Exec) definition(name string) (*unit.Unit, string, error) {
+func (e *Executor) definition(name string) (*unit.Unit, string, error) {
 	n, err := unit.ParseName(name)
 	if err != nil {
-		return nil, "", fmt.Errorf("%w: %s", ErrName, name)
+		return nil, "", fmt.Errorf("%w: %s", executor.ErrName, name)
 	}
 	file := name
 	if n.IsInstance() {
 		file = n.Template()
 	}
 	if err := e.loadErrs[file]; err != nil {
-		return nil, LoadError, err
+		return nil, executor.LoadError, err
 	}
 	u := e.defs[file]
 	if u == nil {
-		return nil, LoadNotFound, fmt.Errorf("%w: %s", ErrNotFound, name)
+		return nil, executor.LoadNotFound, fmt.Errorf("%w: %s", executor.ErrNotFound, name)
 	}
-	return u, LoadLoaded, nil
+	return u, executor.LoadLoaded, nil
 }
 
-// Status implements Executor.
-func (e *Exec) Status(_ context.Context, names []string) ([]Status, error) {
+// executor.Status implements executor.Executor.
+func (e *Executor) Status(_ context.Context, names []string) ([]executor.Status, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	out := make([]Status, 0, len(names))
+	out := make([]executor.Status, 0, len(names))
 	for _, name := range names {
 		_, load, _ := e.definition(name)
-		st := Status{Name: name, LoadState: load, ActiveState: Inactive, SubState: "dead"}
+		st := executor.Status{Name: name, LoadState: load, ActiveState: executor.Inactive, SubState: "dead"}
 		if u := e.units[name]; u != nil {
 			st.ActiveState, st.SubState = u.active, u.sub
-			if load == LoadNotFound && u.running() {
-				st.LoadState = LoadLoaded // a running unit stays loaded until it stops
+			if load == executor.LoadNotFound && u.running() {
+				st.LoadState = executor.LoadLoaded // a running unit stays loaded until it stops
 			}
 		}
 		out = append(out, st)
@@ -246,8 +257,8 @@ func (e *Exec) Status(_ context.Context, names []string) ([]Status, error) {
 	return out, nil
 }
 
-// Watch implements Executor.
-func (e *Exec) Watch(ctx context.Context, changed func()) error {
+// Watch implements executor.Executor.
+func (e *Executor) Watch(ctx context.Context, changed func()) error {
 	notify := make(chan struct{}, 1)
 	e.mu.Lock()
 	id := e.nextW
@@ -275,7 +286,7 @@ func (e *Exec) Watch(ctx context.Context, changed func()) error {
 }
 
 // changed tells the watchers; it must not be called with e.mu held.
-func (e *Exec) changed() {
+func (e *Executor) changed() {
 	e.mu.Lock()
 	ws := make([]func(), 0, len(e.watchers))
 	for _, w := range e.watchers {
@@ -287,15 +298,15 @@ func (e *Exec) changed() {
 	}
 }
 
-// Start implements Executor.
-func (e *Exec) Start(ctx context.Context, name string) error {
+// Start implements executor.Executor.
+func (e *Executor) Start(ctx context.Context, name string) error {
 	e.mu.Lock()
 	def, _, err := e.definition(name)
 	if err != nil {
 		e.mu.Unlock()
 		return err
 	}
-	sp := Specifiers{MachineID: e.c.MachineID, BootID: e.c.BootID, Hostname: e.c.Hostname, RuntimeDir: e.c.RuntimeDir}
+	sp := specifiers{MachineID: e.c.MachineID, BootID: e.c.BootID, Hostname: e.c.Hostname, RuntimeDir: e.c.RuntimeDir}
 	svc, err := readService(def, name, sp)
 	if err != nil {
 		e.mu.Unlock()
@@ -303,10 +314,10 @@ func (e *Exec) Start(ctx context.Context, name string) error {
 	}
 	u := e.units[name]
 	if u == nil {
-		u = &execUnit{e: e, name: name, active: Inactive, sub: "dead", wake: make(chan struct{})}
+		u = &execUnit{e: e, name: name, active: executor.Inactive, sub: "dead", wake: make(chan struct{})}
 		e.units[name] = u
 	}
-	for u.running() && (u.active == Deactivating || isClosed(u.stopReq)) {
+	for u.running() && (u.active == executor.Deactivating || isClosed(u.stopReq)) {
 		// Stopping: as systemd queues a start after a stop, wait for the end of it.
 		done := u.done
 		e.mu.Unlock()
@@ -328,10 +339,10 @@ func (e *Exec) Start(ctx context.Context, name string) error {
 	return u.waitStarted(ctx)
 }
 
-// Stop implements Executor.
-func (e *Exec) Stop(ctx context.Context, name string) error {
+// Stop implements executor.Executor.
+func (e *Executor) Stop(ctx context.Context, name string) error {
 	if _, err := unit.ParseName(name); err != nil {
-		return fmt.Errorf("%w: %s", ErrName, name)
+		return fmt.Errorf("%w: %s", executor.ErrName, name)
 	}
 	e.mu.Lock()
 	u := e.units[name]
@@ -343,7 +354,7 @@ func (e *Exec) Stop(ctx context.Context, name string) error {
 }
 
 // Close stops every unit (SIGKILL when ctx ends first) and returns when they are all gone.
-func (e *Exec) Close(ctx context.Context) error {
+func (e *Executor) Close(ctx context.Context) error {
 	e.mu.Lock()
 	names := make([]string, 0, len(e.units))
 	for n := range e.units {
@@ -361,13 +372,13 @@ func (e *Exec) Close(ctx context.Context) error {
 // execUnit is one unit's runtime. Its fields are guarded by e.mu; one activation goroutine
 // (run) at a time owns the processes.
 type execUnit struct {
-	e      *Exec
+	e      *Executor
 	name   string
 	active string
 	sub    string
 	result string
 	since  time.Time
-	main   *exec.Cmd
+	main   *osexec.Cmd
 	mainSt uint64
 	groups map[int]uint64 // process group → its leader's start time
 	starts int
@@ -403,7 +414,7 @@ func (u *execUnit) begin(svc *service) {
 	u.stopOnce, u.killOnce = sync.Once{}, sync.Once{}
 	u.result = ""
 	u.restartTimes = nil
-	u.setLocked(Activating, "start-pre")
+	u.setLocked(executor.Activating, "start-pre")
 	go u.run(svc, u.stopReq, u.kill, u.done)
 }
 
@@ -433,25 +444,28 @@ func (u *execUnit) setLocked(active, sub string) {
 	}
 	close(u.wake)
 	u.wake = make(chan struct{})
-	u.writeStateLocked()
+	_ = u.writeStateLocked() // logged
 }
 
-func (u *execUnit) writeStateLocked() {
-	s := ExecState{Unit: u.name, ActiveState: u.active, SubState: u.sub, Result: u.result, Since: u.since,
+func (u *execUnit) writeStateLocked() error {
+	s := State{Unit: u.name, ActiveState: u.active, SubState: u.sub, Result: u.result, Since: u.since,
 		Starts: u.starts, BootID: currentBootID()}
-	if u.main != nil && u.main.Process != nil && u.active != Inactive && u.active != Failed {
+	if u.main != nil && u.main.Process != nil && u.active != executor.Inactive && u.active != executor.Failed {
 		s.MainPID, s.MainStart = u.main.Process.Pid, u.mainSt
 	}
 	for g, start := range u.groups {
 		s.Groups = append(s.Groups, Group{g, start})
 	}
 	sort.Slice(s.Groups, func(i, j int) bool { return s.Groups[i].PGID < s.Groups[j].PGID })
-	raw, _ := json.Marshal(s)
-	path := u.e.statePath(u.name)
-	tmp := filepath.Join(filepath.Dir(path), "."+u.name+".tmp")
-	if err := os.WriteFile(tmp, raw, 0o644); err == nil {
-		_ = os.Rename(tmp, path)
+	raw, err := json.Marshal(s)
+	if err == nil {
+		err = atomicfile.Write(u.e.statePath(u.name), raw, 0o644)
 	}
+	if err != nil {
+		// The state file is how a later run finds the processes to sweep: say it is stale.
+		u.e.log.Error("exec executor: state file not written", "unit", u.name, "err", err)
+	}
+	return err
 }
 
 // waitStarted waits until the unit leaves the start: active, failed, inactive, or in
@@ -462,17 +476,17 @@ func (u *execUnit) waitStarted(ctx context.Context) error {
 		active, sub, result, wake := u.active, u.sub, u.result, u.wake
 		u.e.mu.Unlock()
 		switch {
-		case active == Active, active == Activating && sub == "auto-restart":
+		case active == executor.Active, active == executor.Activating && sub == "auto-restart":
 			return nil
-		case active == Failed:
-			return fmt.Errorf("%w: start %s: %s", ErrJobFailed, u.name, result)
-		case active == Inactive && result != "":
+		case active == executor.Failed:
+			return fmt.Errorf("%w: start %s: %s", executor.ErrJobFailed, u.name, result)
+		case active == executor.Inactive && result != "":
 			if result == "success" {
 				return nil // a oneshot that ran and finished
 			}
-			return fmt.Errorf("%w: start %s: %s", ErrJobFailed, u.name, result)
-		case active == Inactive:
-			return fmt.Errorf("%w: start %s: stopped while starting", ErrJobFailed, u.name)
+			return fmt.Errorf("%w: start %s: %s", executor.ErrJobFailed, u.name, result)
+		case active == executor.Inactive:
+			return fmt.Errorf("%w: start %s: stopped while starting", executor.ErrJobFailed, u.name)
 		}
 		select {
 		case <-ctx.Done():
@@ -508,16 +522,16 @@ func (u *execUnit) run(svc *service, stopReq, kill, done chan struct{}) {
 	for {
 		result, signaled, stopped := u.activate(svc, stopReq, kill, log)
 		if stopped {
-			u.finish(Inactive, "dead", "success")
+			u.finish(executor.Inactive, "dead", "success")
 			log.Info("unit stopped")
 			return
 		}
 		success := result == "success"
 		if !svc.restarts(success, signaled) {
 			if success {
-				u.finish(Inactive, "dead", result)
+				u.finish(executor.Inactive, "dead", result)
 			} else {
-				u.finish(Failed, "failed", result)
+				u.finish(executor.Failed, "failed", result)
 				log.Warn("unit failed", "result", result)
 			}
 			return
@@ -536,7 +550,7 @@ func (u *execUnit) run(svc *service, stopReq, kill, done chan struct{}) {
 		hit := svc.StartBurst > 0 && len(recent) >= svc.StartBurst
 		u.e.mu.Unlock()
 		if hit {
-			u.finish(Failed, "failed", "start-limit-hit")
+			u.finish(executor.Failed, "failed", "start-limit-hit")
 			log.Warn("unit failed", "result", "start-limit-hit")
 			return
 		}
@@ -545,13 +559,13 @@ func (u *execUnit) run(svc *service, stopReq, kill, done chan struct{}) {
 		u.result = result
 		u.skipWait = skipWait
 		u.e.mu.Unlock()
-		u.set(Activating, "auto-restart")
+		u.set(executor.Activating, "auto-restart")
 		log.Info("unit scheduled for restart", "result", result, "in", svc.RestartSec)
 		t := time.NewTimer(svc.RestartSec)
 		select {
 		case <-stopReq:
 			t.Stop()
-			u.finish(Inactive, "dead", "success")
+			u.finish(executor.Inactive, "dead", "success")
 			return
 		case <-skipWait:
 			t.Stop()
@@ -560,7 +574,7 @@ func (u *execUnit) run(svc *service, stopReq, kill, done chan struct{}) {
 		u.e.mu.Lock()
 		u.skipWait = nil
 		u.e.mu.Unlock()
-		u.set(Activating, "start-pre")
+		u.set(executor.Activating, "start-pre")
 	}
 }
 
@@ -582,10 +596,10 @@ func (u *execUnit) activate(svc *service, stopReq, kill chan struct{}, log *slog
 		log.Warn("unit start failed", "err", err)
 		return "resources", false, false
 	}
-	runAll := func(cmds []Command, env map[string]string, sub string) (string, bool) {
+	runAll := func(cmds []command, env map[string]string, sub string) (string, bool) {
 		for _, c := range cmds {
 			if sub != "" {
-				u.set(Activating, sub)
+				u.set(executor.Activating, sub)
 			}
 			res, interrupted := u.runSync(svc, c, env, stopReq, kill, log)
 			if interrupted {
@@ -599,7 +613,7 @@ func (u *execUnit) activate(svc *service, stopReq, kill chan struct{}, log *slog
 	}
 	// Stop-phase commands (ExecStop=, ExecStopPost=) run to completion once a stop was asked
 	// for: only the kill (the stop timeout) interrupts them, as in systemd.
-	runStop := func(cmds []Command, env map[string]string) {
+	runStop := func(cmds []command, env map[string]string) {
 		for _, c := range cmds {
 			if _, interrupted := u.runSync(svc, c, env, nil, kill, log); interrupted {
 				return
@@ -633,12 +647,12 @@ func (u *execUnit) activate(svc *service, stopReq, kill chan struct{}, log *slog
 			cleanup(0)
 			return "success", false, false
 		}
-		u.set(Active, "exited")
+		u.set(executor.Active, "exited")
 		select {
 		case <-stopReq:
 		case <-kill:
 		}
-		u.set(Deactivating, "stop")
+		u.set(executor.Deactivating, "stop")
 		runStop(svc.Stop, env)
 		cleanup(0)
 		return "success", false, true
@@ -652,7 +666,7 @@ func (u *execUnit) activate(svc *service, stopReq, kill chan struct{}, log *slog
 	}
 	pid := main.Process.Pid
 	exited := make(chan error, 1)
-	go func() { exited <- main.Wait() }()
+	go func() { exited <- waitCmd(main) }()
 	u.e.mu.Lock()
 	u.main = main
 	u.mainSt = 0
@@ -664,14 +678,14 @@ func (u *execUnit) activate(svc *service, stopReq, kill chan struct{}, log *slog
 	envMain := withEnv(env, "MAINPID", fmt.Sprint(pid))
 	log.Info("unit started", "pid", pid)
 	if len(svc.StartPost) > 0 {
-		u.set(Activating, "start-post")
+		u.set(executor.Activating, "start-post")
 		if res, intr := runAll(svc.StartPost, envMain, ""); intr || res != "success" {
 			u.terminate(svc, pid, exited, kill)
 			cleanup(pid)
 			return res, false, intr
 		}
 	}
-	u.set(Active, "running")
+	u.set(executor.Active, "running")
 	select {
 	case err := <-exited:
 		u.dropGroup(pid)
@@ -683,7 +697,7 @@ func (u *execUnit) activate(svc *service, stopReq, kill chan struct{}, log *slog
 	case <-stopReq:
 	case <-kill:
 	}
-	u.set(Deactivating, "stop")
+	u.set(executor.Deactivating, "stop")
 	runStop(svc.Stop, envMain)
 	u.terminate(svc, pid, exited, kill)
 	cleanup(pid)
@@ -699,7 +713,7 @@ func (u *execUnit) terminate(svc *service, pid int, exited chan error, kill chan
 		return
 	default:
 	}
-	u.set(Deactivating, "stop-sigterm")
+	u.set(executor.Deactivating, "stop-sigterm")
 	u.signalGroups(syscall.SIGTERM)
 	var timeout <-chan time.Time
 	if svc.TimeoutStop > 0 {
@@ -714,7 +728,7 @@ func (u *execUnit) terminate(svc *service, pid int, exited chan error, kill chan
 	case <-timeout:
 	case <-kill:
 	}
-	u.set(Deactivating, "stop-sigkill")
+	u.set(executor.Deactivating, "stop-sigkill")
 	u.signalGroups(syscall.SIGKILL)
 	<-exited
 	u.dropGroup(pid)
@@ -752,7 +766,7 @@ func (u *execUnit) anyAlive() bool {
 func (u *execUnit) clearGroups() {
 	u.e.mu.Lock()
 	u.groups = nil
-	u.writeStateLocked()
+	_ = u.writeStateLocked() // logged
 	u.e.mu.Unlock()
 }
 
@@ -762,7 +776,7 @@ func (u *execUnit) dropGroup(pid int) {
 	}
 	u.e.mu.Lock()
 	delete(u.groups, pid)
-	u.writeStateLocked()
+	_ = u.writeStateLocked() // logged
 	u.e.mu.Unlock()
 }
 
@@ -775,7 +789,7 @@ func (u *execUnit) signalGroups(sig syscall.Signal) {
 }
 
 // runSync runs one command to its end; a stop request kills it (interrupted is then true).
-func (u *execUnit) runSync(svc *service, c Command, env map[string]string, stopReq, kill chan struct{}, log *slog.Logger) (result string, interrupted bool) {
+func (u *execUnit) runSync(svc *service, c command, env map[string]string, stopReq, kill chan struct{}, log *slog.Logger) (result string, interrupted bool) {
 	cmd, err := u.spawn(svc, c, env, log)
 	if err != nil {
 		log.Warn("command failed", "cmd", c.Path, "err", err)
@@ -783,7 +797,7 @@ func (u *execUnit) runSync(svc *service, c Command, env map[string]string, stopR
 	}
 	pid := cmd.Process.Pid
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() { exited <- waitCmd(cmd) }()
 	select {
 	case err := <-exited:
 		u.dropGroup(pid)
@@ -797,8 +811,8 @@ func (u *execUnit) runSync(svc *service, c Command, env map[string]string, stopR
 }
 
 // spawn starts a command in its own process group with Pdeathsig.
-func (u *execUnit) spawn(svc *service, c Command, env map[string]string, log *slog.Logger) (*exec.Cmd, error) {
-	path, argv := c.Expand(env)
+func (u *execUnit) spawn(svc *service, c command, env map[string]string, log *slog.Logger) (*osexec.Cmd, error) {
+	path, argv := c.expand(env)
 	if !strings.Contains(path, "/") {
 		p, err := lookPath(path, env["PATH"])
 		if err != nil {
@@ -809,7 +823,7 @@ func (u *execUnit) spawn(svc *service, c Command, env map[string]string, log *sl
 	if len(argv) == 0 {
 		argv = []string{path}
 	}
-	cmd := &exec.Cmd{Path: path, Args: argv, Env: envList(env), Dir: svc.WorkingDir}
+	cmd := &osexec.Cmd{Path: path, Args: argv, Env: envList(env), Dir: svc.WorkingDir}
 	if svc.WorkingDir != "" {
 		if _, err := os.Stat(svc.WorkingDir); err != nil {
 			if !svc.WorkingDirOpt {
@@ -839,7 +853,7 @@ func (u *execUnit) spawn(svc *service, c Command, env map[string]string, log *sl
 	}
 	st, _ := procStat(cmd.Process.Pid)
 	u.groups[cmd.Process.Pid] = st.start
-	u.writeStateLocked()
+	_ = u.writeStateLocked() // logged
 	log.Debug("command started", "cmd", path, "pid", cmd.Process.Pid)
 	return cmd, nil
 }
@@ -851,7 +865,7 @@ func lookPath(name, path string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("%w: %s not found in %s", exec.ErrNotFound, name, path)
+	return "", fmt.Errorf("%w: %s not found in %s", osexec.ErrNotFound, name, path)
 }
 
 func withEnv(env map[string]string, k, v string) map[string]string {
@@ -878,7 +892,7 @@ func exitResult(err error, svc *service) (string, bool) {
 	if err == nil {
 		return "success", false
 	}
-	var ee *exec.ExitError
+	var ee *osexec.ExitError
 	if !errors.As(err, &ee) {
 		return "exit-code", false
 	}

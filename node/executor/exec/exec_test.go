@@ -1,4 +1,4 @@
-package executor
+package exec
 
 import (
 	"bufio"
@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
+	osexec "os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kiln-cluster/kiln/node/executor"
 )
 
 // TestMain doubles as a stand-in for kiln-node: with KILN_EXEC_HELPER_DIR set, the test binary
@@ -22,7 +24,7 @@ import (
 // prints "started", and waits to be killed.
 func TestMain(m *testing.M) {
 	if dir := os.Getenv("KILN_EXEC_HELPER_DIR"); dir != "" {
-		ex, err := NewExec(ExecConfig{Dir: dir})
+		ex, err := New(Config{Dir: dir})
 		if err == nil {
 			err = ex.Start(context.Background(), os.Getenv("KILN_EXEC_HELPER_UNIT"))
 		}
@@ -36,10 +38,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func newExec(t *testing.T) (*Exec, string) {
+func newExec(t *testing.T) (*Executor, string) {
 	t.Helper()
 	dir := t.TempDir()
-	ex, err := NewExec(ExecConfig{Dir: dir, MachineID: "m1", BootID: "b1", Hostname: "h1"})
+	ex, err := New(Config{Dir: dir, MachineID: "m1", BootID: "b1", Hostname: "h1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,105 +90,105 @@ func TestExecCommandsAndSettings(t *testing.T) {
 			text: "[Service]\nExecStartPre=/bin/sh -c 'echo pre >> %OUT'\nExecStart=/bin/sh -c 'echo main >> %OUT; exec sleep 1000'\n" +
 				"ExecStartPost=/bin/sh -c 'echo post >> %OUT'\nExecStop=/bin/sh -c 'test -n \"$MAINPID\" && echo stop >> %OUT'\n" +
 				"ExecStopPost=/bin/sh -c 'echo stop-post >> %OUT'\n",
-			want: "pre\nmain\npost\nstop\nstop-post\n", active: Active,
+			want: "pre\nmain\npost\nstop\nstop-post\n", active: executor.Active,
 		},
 		{
 			name: "several ExecStartPre, an empty one resets the list",
 			unit: "reset.service",
 			text: "[Service]\nExecStartPre=/bin/sh -c 'echo dropped >> %OUT'\nExecStartPre=\nExecStartPre=/bin/sh -c 'echo kept >> %OUT'\n" +
 				"ExecStartPre=/bin/sh -c 'echo kept2 >> %OUT'\nExecStart=/bin/sleep 1000\n",
-			want: "kept\nkept2\n", active: Active,
+			want: "kept\nkept2\n", active: executor.Active,
 		},
 		{
 			name: "'-' ignores a failing command",
 			unit: "dash.service",
 			text: "[Service]\nExecStartPre=-/bin/sh -c 'exit 5'\nExecStartPre=-/nonexistent/binary\nExecStart=/bin/sh -c 'echo ran >> %OUT; exec sleep 1000'\n",
-			want: "ran\n", active: Active,
+			want: "ran\n", active: executor.Active,
 		},
 		{
 			name:  "a failing ExecStartPre fails the start, ExecStopPost still runs",
 			unit:  "prefail.service",
 			text:  "[Service]\nExecStartPre=/bin/sh -c 'exit 5'\nExecStart=/bin/sh -c 'echo never >> %OUT'\nExecStopPost=/bin/sh -c 'echo cleanup >> %OUT'\n",
-			start: ErrJobFailed, want: "cleanup\n", active: Failed,
+			start: executor.ErrJobFailed, want: "cleanup\n", active: executor.Failed,
 		},
 		{
 			name:  "a missing executable fails the start",
 			unit:  "missing.service",
 			text:  "[Service]\nExecStart=/nonexistent/binary\n",
-			start: ErrJobFailed, active: Failed,
+			start: executor.ErrJobFailed, active: executor.Failed,
 		},
 		{
 			name: "'@' sets argv[0]",
 			unit: "argv0.service",
 			text: "[Service]\nExecStart=@/bin/sh kiln-argv0 -c 'echo $0 >> %OUT; exec sleep 1000'\n",
-			want: "kiln-argv0\n", active: Active,
+			want: "kiln-argv0\n", active: executor.Active,
 		},
 		{
 			name: "Environment= with quotes, EnvironmentFile=, $VAR and ${VAR}",
 			unit: "env.service",
 			text: "[Service]\nEnvironment=\"GREETING=hello world\" NAME=%n\nEnvironmentFile=%OUT.env\nEnvironmentFile=-/nonexistent/env\n" +
 				"ExecStart=/bin/sh -c 'echo \"${GREETING}|$NAME|$FROMFILE|$PATH\" >> %OUT; exec sleep 1000'\n",
-			want: "hello world|env.service|file value|" + DefaultPath + "\n", active: Active,
+			want: "hello world|env.service|file value|" + DefaultPath + "\n", active: executor.Active,
 		},
 		{
 			name: "a bare variable word splits into arguments",
 			unit: "split.service",
 			text: "[Service]\nEnvironment=\"ARGS=-c echo\"\nExecStart=/bin/sh -c 'echo $# \"$@\" >> %OUT; exec sleep 1000' sh $ARGS ${ARGS}\n",
-			want: "3 -c echo -c echo\n", active: Active,
+			want: "3 -c echo -c echo\n", active: executor.Active,
 		},
 		{
 			name: "WorkingDirectory=",
 			unit: "wd.service",
 			text: "[Service]\nWorkingDirectory=%OUTDIR\nExecStart=/bin/sh -c 'pwd >> %OUT; exec sleep 1000'\n",
-			want: "%OUTDIR\n", active: Active,
+			want: "%OUTDIR\n", active: executor.Active,
 		},
 		{
 			name:  "a missing WorkingDirectory= fails, '-' makes it optional",
 			unit:  "wdmissing.service",
 			text:  "[Service]\nWorkingDirectory=/nonexistent/dir\nExecStart=/bin/sleep 1000\n",
-			start: ErrJobFailed, active: Failed,
+			start: executor.ErrJobFailed, active: executor.Failed,
 		},
 		{
 			name: "optional WorkingDirectory=",
 			unit: "wdoptional.service",
 			text: "[Service]\nWorkingDirectory=-/nonexistent/dir\nExecStart=/bin/sh -c 'pwd >> %OUT; exec sleep 1000'\n",
-			want: "/\n", active: Active,
+			want: "/\n", active: executor.Active,
 		},
 		{
 			name: "a bare command name is looked up in PATH",
 			unit: "bare.service",
 			text: "[Service]\nExecStart=sh -c 'echo bare >> %OUT; exec sleep 1000'\n",
-			want: "bare\n", active: Active,
+			want: "bare\n", active: executor.Active,
 		},
 		{
 			name: "instance specifiers",
 			unit: "inst@web-1.service",
 			text: "[Service]\nExecStart=/bin/sh -c 'echo %i %I %n %N %p %m %b %H >> %OUT; exec sleep 1000'\n",
-			want: "web-1 web/1 inst@web-1.service inst@web-1 inst m1 b1 h1\n", active: Active,
+			want: "web-1 web/1 inst@web-1.service inst@web-1 inst m1 b1 h1\n", active: executor.Active,
 		},
 		{
 			name:  "an unknown specifier fails the start",
 			unit:  "badspec.service",
 			text:  "[Service]\nExecStart=/bin/echo %Z\n",
-			start: ErrSpecifier, active: Inactive,
+			start: executor.ErrSpecifier, active: executor.Inactive,
 		},
 		{
 			name:  "Type=forking is not supported",
 			unit:  "forking.service",
 			text:  "[Service]\nType=forking\nExecStart=/bin/true\n",
-			start: ErrUnsupported, active: Inactive,
+			start: executor.ErrUnsupported, active: executor.Inactive,
 		},
 		{
 			name: "SuccessExitStatus= makes an exit code clean",
 			unit: "success.service",
 			text: "[Service]\nSuccessExitStatus=42\nExecStart=/bin/sh -c 'echo x >> %OUT; sleep 0.1; exit 42'\n",
-			want: "x\n", active: Inactive,
+			want: "x\n", active: executor.Inactive,
 		},
 		{
 			name: "oneshot with RemainAfterExit= stays active",
 			unit: "remain.service",
 			text: "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/sh -c 'echo up >> %OUT'\nExecStop=/bin/sh -c 'echo down >> %OUT'\n",
-			want: "up\ndown\n", active: Active,
+			want: "up\ndown\n", active: executor.Active,
 		},
 	}
 	for _, tt := range tests {
@@ -206,7 +208,7 @@ func TestExecCommandsAndSettings(t *testing.T) {
 			}
 			time.Sleep(300 * time.Millisecond)
 			st := waitFor(t, ex, tt.unit, 5*time.Second, tt.active, isState(tt.active, ""))
-			if tt.active == Active && st.SubState != "running" && st.SubState != "exited" {
+			if tt.active == executor.Active && st.SubState != "running" && st.SubState != "exited" {
 				t.Errorf("substate %s", st.SubState)
 			}
 			if err := ex.Stop(context.Background(), tt.unit); err != nil {
@@ -234,7 +236,7 @@ func readLog(dir, name string) string {
 }
 
 // watchStates records every (active, sub) state the unit goes through.
-func watchStates(t *testing.T, ex *Exec, name string) func() []string {
+func watchStates(t *testing.T, ex *Executor, name string) func() []string {
 	var mu sync.Mutex
 	var seen []string
 	ex.mu.Lock()
@@ -319,12 +321,12 @@ func TestExecStateTransitions(t *testing.T) {
 			_ = ex.Start(context.Background(), "u.service")
 			last := tt.want[len(tt.want)-1]
 			if tt.stopAt != "" {
-				waitFor(t, ex, "u.service", 5*time.Second, tt.stopAt, func(s Status) bool { return s.ActiveState+"/"+s.SubState == tt.stopAt })
+				waitFor(t, ex, "u.service", 5*time.Second, tt.stopAt, func(s executor.Status) bool { return s.ActiveState+"/"+s.SubState == tt.stopAt })
 				if err := ex.Stop(context.Background(), "u.service"); err != nil {
 					t.Fatal(err)
 				}
 			}
-			waitFor(t, ex, "u.service", 10*time.Second, last, func(s Status) bool { return s.ActiveState+"/"+s.SubState == last })
+			waitFor(t, ex, "u.service", 10*time.Second, last, func(s executor.Status) bool { return s.ActiveState+"/"+s.SubState == last })
 			time.Sleep(100 * time.Millisecond)
 			if got := seen(); !containsInOrder(got, tt.want...) {
 				t.Errorf("states %v, want in order %v", got, tt.want)
@@ -390,14 +392,14 @@ func TestExecNoOrphans(t *testing.T) {
 					t.Fatal(err)
 				}
 			} else {
-				waitFor(t, ex, "bg.service", 5*time.Second, "inactive", isState(Inactive, "dead"))
+				waitFor(t, ex, "bg.service", 5*time.Second, "inactive", isState(executor.Inactive, "dead"))
 			}
 			for _, p := range pids {
 				if alive(p) {
 					t.Errorf("process %d left behind", p)
 				}
 			}
-			states, _ := ExecStates(ex.c.Dir)
+			states, _ := States(ex.c.Dir)
 			if s := states["bg.service"]; len(s.Groups) != 0 || s.Running() {
 				t.Errorf("state file after the end: %+v", s)
 			}
@@ -415,10 +417,10 @@ func TestExecKilnNodeDies(t *testing.T) {
 	out := t.TempDir() + "/pids"
 	// The main process and a background child that would outlive it.
 	text := "[Service]\nExecStart=/bin/sh -c 'sleep 1000 & echo $! >> " + out + "; echo $$ >> " + out + "; wait'\n"
-	if err := writeMarked(filepath.Join(dir, "units"), "orphan.service", hashOf(text), []byte(text)); err != nil {
+	if err := executor.WriteMarked(filepath.Join(dir, "units"), "orphan.service", hashOf(text), []byte(text)); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := osexec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "KILN_EXEC_HELPER_DIR="+dir, "KILN_EXEC_HELPER_UNIT=orphan.service")
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
@@ -431,7 +433,7 @@ func TestExecKilnNodeDies(t *testing.T) {
 	}
 	pids := readPids(t, out, 2)
 	child, main := pids[0], pids[1]
-	states, _ := ExecStates(dir)
+	states, _ := States(dir)
 	if !states["orphan.service"].Running() || states["orphan.service"].MainPID != main {
 		t.Fatalf("state file: %+v", states["orphan.service"])
 	}
@@ -445,7 +447,7 @@ func TestExecKilnNodeDies(t *testing.T) {
 	if alive(main) {
 		t.Fatalf("main process %d outlived kiln-node", main)
 	}
-	if states, _ := ExecStates(dir); states["orphan.service"].Running() {
+	if states, _ := States(dir); states["orphan.service"].Running() {
 		t.Errorf("state file says running after its process died")
 	}
 	// The background child is an orphan now; it does not get Pdeathsig (the kernel resets it
@@ -453,7 +455,7 @@ func TestExecKilnNodeDies(t *testing.T) {
 	if !alive(child) {
 		t.Logf("background child %d already gone", child)
 	}
-	ex, err := NewExec(ExecConfig{Dir: dir})
+	ex, err := New(Config{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -480,14 +482,14 @@ func TestExecStates(t *testing.T) {
 	if err := ex.Stop(context.Background(), "a@2.service"); err != nil {
 		t.Fatal(err)
 	}
-	states, err := ExecStates(dir)
+	states, err := States(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := states["a@1.service"]; !s.Running() || s.MainPID == 0 || s.Starts != 1 || s.ActiveState != Active {
+	if s := states["a@1.service"]; !s.Running() || s.MainPID == 0 || s.Starts != 1 || s.ActiveState != executor.Active {
 		t.Errorf("a@1: %+v", s)
 	}
-	if s := states["a@2.service"]; s.Running() || s.ActiveState != Inactive || s.MainPID != 0 {
+	if s := states["a@2.service"]; s.Running() || s.ActiveState != executor.Inactive || s.MainPID != 0 {
 		t.Errorf("a@2: %+v", s)
 	}
 	// A PID that another process took is not "running".
@@ -509,7 +511,7 @@ func TestExecStartWhileStopping(t *testing.T) {
 	first := readPids(t, out, 1)[0]
 	stopped := make(chan error, 1)
 	go func() { stopped <- ex.Stop(context.Background(), "slow.service") }()
-	waitFor(t, ex, "slow.service", 5*time.Second, "deactivating", isState(Deactivating, ""))
+	waitFor(t, ex, "slow.service", 5*time.Second, "deactivating", isState(executor.Deactivating, ""))
 	if err := ex.Start(context.Background(), "slow.service"); err != nil {
 		t.Fatal(err)
 	}
@@ -517,7 +519,7 @@ func TestExecStartWhileStopping(t *testing.T) {
 		t.Fatal(err)
 	}
 	pids := readPids(t, out, 2)
-	if st := status(t, ex, "slow.service"); st.ActiveState != Active || pids[1] == first || alive(first) {
+	if st := status(t, ex, "slow.service"); st.ActiveState != executor.Active || pids[1] == first || alive(first) {
 		t.Errorf("after a start during a stop: %+v, pids %v", st, pids)
 	}
 }

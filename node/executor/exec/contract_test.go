@@ -1,4 +1,4 @@
-package executor
+package exec
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-cluster/kiln/node/executor"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
 
@@ -25,7 +26,7 @@ func hashOf(text string) unit.Hash {
 	return u.Hash()
 }
 
-func writeUnit(t *testing.T, ex Executor, name, text string) {
+func writeUnit(t *testing.T, ex executor.Executor, name, text string) {
 	t.Helper()
 	if err := ex.WriteFile(name, hashOf(text), []byte(text)); err != nil {
 		t.Fatalf("write %s: %v", name, err)
@@ -35,7 +36,7 @@ func writeUnit(t *testing.T, ex Executor, name, text string) {
 	}
 }
 
-func status(t *testing.T, ex Executor, name string) Status {
+func status(t *testing.T, ex executor.Executor, name string) executor.Status {
 	t.Helper()
 	st, err := ex.Status(context.Background(), []string{name})
 	if err != nil || len(st) != 1 {
@@ -45,7 +46,7 @@ func status(t *testing.T, ex Executor, name string) Status {
 }
 
 // waitFor polls the unit's status until ok says yes, failing after timeout.
-func waitFor(t *testing.T, ex Executor, name string, timeout time.Duration, what string, ok func(Status) bool) Status {
+func waitFor(t *testing.T, ex executor.Executor, name string, timeout time.Duration, what string, ok func(executor.Status) bool) executor.Status {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -60,8 +61,8 @@ func waitFor(t *testing.T, ex Executor, name string, timeout time.Duration, what
 	}
 }
 
-func isState(active, sub string) func(Status) bool {
-	return func(s Status) bool { return s.ActiveState == active && (sub == "" || s.SubState == sub) }
+func isState(active, sub string) func(executor.Status) bool {
+	return func(s executor.Status) bool { return s.ActiveState == active && (sub == "" || s.SubState == sub) }
 }
 
 func waitFile(t *testing.T, path string, timeout time.Duration) string {
@@ -78,7 +79,7 @@ func waitFile(t *testing.T, path string, timeout time.Duration) string {
 	}
 }
 
-func runContract(t *testing.T, ex Executor, dir, prefix string) {
+func runContract(t *testing.T, ex executor.Executor, dir, prefix string) {
 	out := t.TempDir()
 	ctx := context.Background()
 	name := func(s string) string { return prefix + s }
@@ -90,7 +91,7 @@ func runContract(t *testing.T, ex Executor, dir, prefix string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.HasPrefix(string(raw), markerPrefix+hashOf(text).String()+"\n") || !strings.HasSuffix(string(raw), text) {
+		if !strings.HasPrefix(string(raw), executor.MarkerPrefix+hashOf(text).String()+"\n") || !strings.HasSuffix(string(raw), text) {
 			t.Fatalf("file text:\n%s", raw)
 		}
 		foreign := filepath.Join(dir, name("foreign.service"))
@@ -108,13 +109,13 @@ func runContract(t *testing.T, ex Executor, dir, prefix string) {
 		if _, ok := files[name("foreign.service")]; ok {
 			t.Errorf("Files lists a file kiln did not write")
 		}
-		if err := ex.WriteFile(name("foreign.service"), hashOf(text), []byte(text)); !errors.Is(err, ErrNotOwned) {
+		if err := ex.WriteFile(name("foreign.service"), hashOf(text), []byte(text)); !errors.Is(err, executor.ErrNotOwned) {
 			t.Errorf("overwriting a foreign file: %v", err)
 		}
-		if err := ex.RemoveFile(name("foreign.service")); !errors.Is(err, ErrNotOwned) {
+		if err := ex.RemoveFile(name("foreign.service")); !errors.Is(err, executor.ErrNotOwned) {
 			t.Errorf("removing a foreign file: %v", err)
 		}
-		if err := ex.WriteFile(name("t@1.service"), hashOf(text), []byte(text)); !errors.Is(err, ErrName) {
+		if err := ex.WriteFile(name("t@1.service"), hashOf(text), []byte(text)); !errors.Is(err, executor.ErrName) {
 			t.Errorf("writing an instance's file: %v", err)
 		}
 		if err := ex.RemoveFile(name("files.service")); err != nil {
@@ -126,27 +127,27 @@ func runContract(t *testing.T, ex Executor, dir, prefix string) {
 		if err := ex.Reload(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if st := status(t, ex, name("files.service")); st.LoadState != LoadNotFound {
+		if st := status(t, ex, name("files.service")); st.LoadState != executor.LoadNotFound {
 			t.Errorf("removed unit: %+v", st)
 		}
 	})
 
 	t.Run("start, status, stop", func(t *testing.T) {
 		n := name("simple.service")
-		if st := status(t, ex, n); st.LoadState != LoadNotFound || st.ActiveState != Inactive {
+		if st := status(t, ex, n); st.LoadState != executor.LoadNotFound || st.ActiveState != executor.Inactive {
 			t.Fatalf("unknown unit: %+v", st)
 		}
 		if err := ex.Start(ctx, n); err == nil {
 			t.Fatalf("starting an unknown unit succeeded")
 		}
 		writeUnit(t, ex, n, "[Service]\nExecStart=/bin/sh -c 'echo $$ > "+out+"/simple.pid; exec sleep 1000'\n")
-		if st := status(t, ex, n); st.LoadState != LoadLoaded || st.ActiveState != Inactive {
+		if st := status(t, ex, n); st.LoadState != executor.LoadLoaded || st.ActiveState != executor.Inactive {
 			t.Fatalf("loaded unit: %+v", st)
 		}
 		if err := ex.Start(ctx, n); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, ex, n, 5*time.Second, "active", isState(Active, "running"))
+		waitFor(t, ex, n, 5*time.Second, "active", isState(executor.Active, "running"))
 		pid := strings.TrimSpace(waitFile(t, out+"/simple.pid", 5*time.Second))
 		if err := ex.Start(ctx, n); err != nil {
 			t.Fatalf("starting an active unit: %v", err)
@@ -157,7 +158,7 @@ func runContract(t *testing.T, ex Executor, dir, prefix string) {
 		if err := ex.Stop(ctx, n); err != nil {
 			t.Fatal(err)
 		}
-		if st := status(t, ex, n); st.ActiveState != Inactive {
+		if st := status(t, ex, n); st.ActiveState != executor.Inactive {
 			t.Fatalf("after Stop: %+v", st)
 		}
 		if _, err := os.Stat("/proc/" + pid); err == nil {
@@ -182,13 +183,13 @@ func runContract(t *testing.T, ex Executor, dir, prefix string) {
 		}
 		for _, i := range []string{"1", "2"} {
 			inst := name("app@" + i + ".service")
-			waitFor(t, ex, inst, 5*time.Second, "active", isState(Active, "running"))
+			waitFor(t, ex, inst, 5*time.Second, "active", isState(executor.Active, "running"))
 			got := strings.TrimSpace(waitFile(t, out+"/"+i+".out", 5*time.Second))
 			if want := i + " " + inst + " " + name("app"); got != want {
 				t.Errorf("%s wrote %q, want %q", inst, got, want)
 			}
 		}
-		if st := status(t, ex, tpl); st.ActiveState != Inactive {
+		if st := status(t, ex, tpl); st.ActiveState != executor.Inactive {
 			t.Errorf("template: %+v", st)
 		}
 		for _, i := range []string{"1", "2"} {
@@ -208,9 +209,9 @@ func runContract(t *testing.T, ex Executor, dir, prefix string) {
 		n := name("fails.service")
 		writeUnit(t, ex, n, "[Service]\nExecStart=/bin/sh -c 'sleep 0.2; exit 3'\n")
 		_ = ex.Start(ctx, n) // Type=simple: the job is done when the process runs
-		waitFor(t, ex, n, 5*time.Second, "failed", isState(Failed, "failed"))
+		waitFor(t, ex, n, 5*time.Second, "failed", isState(executor.Failed, "failed"))
 		time.Sleep(300 * time.Millisecond)
-		if st := status(t, ex, n); st.ActiveState != Failed {
+		if st := status(t, ex, n); st.ActiveState != executor.Failed {
 			t.Errorf("Restart=no restarted the unit: %+v", st)
 		}
 		// A failed unit starts again on request.
@@ -218,7 +219,7 @@ func runContract(t *testing.T, ex Executor, dir, prefix string) {
 		if err := ex.Start(ctx, n); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, ex, n, 5*time.Second, "active", isState(Active, "running"))
+		waitFor(t, ex, n, 5*time.Second, "active", isState(executor.Active, "running"))
 		_ = ex.Stop(ctx, n)
 	})
 
@@ -227,8 +228,8 @@ func runContract(t *testing.T, ex Executor, dir, prefix string) {
 		writeUnit(t, ex, n, "[Unit]\nStartLimitIntervalSec=30\nStartLimitBurst=3\n[Service]\nRestart=on-failure\nRestartSec=300ms\n"+
 			"ExecStart=/bin/sh -c 'echo x >> "+out+"/crash.count; sleep 0.1; exit 1'\n")
 		_ = ex.Start(ctx, n)
-		waitFor(t, ex, n, 10*time.Second, "in auto-restart", isState(Activating, "auto-restart"))
-		waitFor(t, ex, n, 15*time.Second, "failed", isState(Failed, ""))
+		waitFor(t, ex, n, 10*time.Second, "in auto-restart", isState(executor.Activating, "auto-restart"))
+		waitFor(t, ex, n, 15*time.Second, "failed", isState(executor.Failed, ""))
 		if got := strings.Count(waitFile(t, out+"/crash.count", time.Second), "x"); got != 3 {
 			t.Errorf("started %d times, want 3 (StartLimitBurst)", got)
 		}
@@ -324,7 +325,7 @@ func runContract(t *testing.T, ex Executor, dir, prefix string) {
 		if got := waitFile(t, out+"/once", time.Second); got != "one\ntwo\n" {
 			t.Errorf("oneshot wrote %q", got)
 		}
-		if st := status(t, ex, n); st.ActiveState != Inactive {
+		if st := status(t, ex, n); st.ActiveState != executor.Inactive {
 			t.Errorf("oneshot after its job: %+v", st)
 		}
 	})
@@ -332,7 +333,7 @@ func runContract(t *testing.T, ex Executor, dir, prefix string) {
 
 func TestContractExec(t *testing.T) {
 	dir := t.TempDir()
-	ex, err := NewExec(ExecConfig{Dir: dir, MachineID: "m1"})
+	ex, err := New(Config{Dir: dir, MachineID: "m1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,9 +347,9 @@ func TestContractSystemd(t *testing.T) {
 	if os.Getenv("KILN_SYSTEMD_CONTRACT") != "1" {
 		t.Skip("runs inside a systemd container (TestIntegrationSystemdExecutor)")
 	}
-	ex := NewSystemd(SystemdConfig{})
+	ex := executor.NewSystemd(executor.SystemdConfig{})
 	t.Cleanup(ex.Close)
-	runContract(t, ex, DefaultSystemdDir, "kiln-test-")
+	runContract(t, ex, executor.DefaultSystemdDir, "kiln-test-")
 	// Left running for the outer test to see from outside with systemctl.
 	writeUnit(t, ex, "kiln-left@.service", "[Service]\nExecStart=/bin/sleep 1000\n")
 	if err := ex.Start(context.Background(), "kiln-left@x.service"); err != nil {

@@ -1,4 +1,4 @@
-package executor
+package exec
 
 import (
 	"errors"
@@ -6,16 +6,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-cluster/kiln/node/executor"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
 
-func specs(t *testing.T, name string) Specifiers {
+func specs(t *testing.T, name string) specifiers {
 	t.Helper()
 	n, err := unit.ParseName(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Specifiers{Name: n, MachineID: "mid", BootID: "bid", Hostname: "host", RuntimeDir: "/run"}
+	return specifiers{Name: n, MachineID: "mid", BootID: "bid", Hostname: "host", RuntimeDir: "/run"}
 }
 
 func TestSpecifiers(t *testing.T) {
@@ -37,13 +38,13 @@ func TestSpecifiers(t *testing.T) {
 		{"percent", "a.service", "100%%", "100%", nil},
 		{"escaped percent is not expanded again", "a@x.service", "%%i-%p", "%i-a", nil},
 		{"plain unit has empty instance", "a.service", "[%i]", "[]", nil},
-		{"unknown", "a.service", "%Z", "", ErrSpecifier},
-		{"trailing", "a.service", "50%", "", ErrSpecifier},
+		{"unknown", "a.service", "%Z", "", executor.ErrSpecifier},
+		{"trailing", "a.service", "50%", "", executor.ErrSpecifier},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			sp := specs(t, tt.unit)
-			got, err := sp.Expand(tt.in)
+			got, err := sp.expand(tt.in)
 			if !errors.Is(err, tt.err) || got != tt.want {
 				t.Errorf("Expand(%q) = %q, %v; want %q, %v", tt.in, got, err, tt.want, tt.err)
 			}
@@ -82,15 +83,15 @@ func TestParseCommands(t *testing.T) {
 		{"escaped semicolon is a word", "a.service", `/bin/echo \;`, []cmd{{Path: "/bin/echo", Argv: []string{"/bin/echo", `\;`}}}, nil},
 		{"bare name", "a.service", "sleep 1", []cmd{{Path: "sleep", Argv: []string{"sleep", "1"}}}, nil},
 		{"empty", "a.service", "", nil, nil},
-		{"unterminated quote", "a.service", `/bin/sh -c "echo`, nil, ErrCommand},
-		{"prefix alone", "a.service", "-", nil, ErrCommand},
-		{"argv0 missing", "a.service", "@/bin/sh", nil, ErrCommand},
-		{"bad escape", "a.service", `/bin/echo \q`, nil, ErrCommand},
-		{"bad specifier", "a.service", "/bin/echo %Z", nil, ErrSpecifier},
+		{"unterminated quote", "a.service", `/bin/sh -c "echo`, nil, executor.ErrCommand},
+		{"prefix alone", "a.service", "-", nil, executor.ErrCommand},
+		{"argv0 missing", "a.service", "@/bin/sh", nil, executor.ErrCommand},
+		{"bad escape", "a.service", `/bin/echo \q`, nil, executor.ErrCommand},
+		{"bad specifier", "a.service", "/bin/echo %Z", nil, executor.ErrSpecifier},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseCommands(tt.in, specs(t, tt.unit))
+			got, err := parseCommands(tt.in, specs(t, tt.unit))
 			if !errors.Is(err, tt.err) {
 				t.Fatalf("error %v, want %v", err, tt.err)
 			}
@@ -120,14 +121,14 @@ func TestCommandExpand(t *testing.T) {
 		{"not a variable", "/bin/echo $1x a$ONE", []string{"/bin/echo", "$1x", "a$ONE"}},
 		{"no expansion prefix", ":/bin/echo ${ONE} $TWO", []string{"/bin/echo", "${ONE}", "$TWO"}},
 	}
-	sp := Specifiers{Name: unit.Name{Full: "a.service", Prefix: "a", Type: "service"}}
+	sp := specifiers{Name: unit.Name{Full: "a.service", Prefix: "a", Type: "service"}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmds, err := ParseCommands(tt.in, sp)
+			cmds, err := parseCommands(tt.in, sp)
 			if err != nil || len(cmds) != 1 {
 				t.Fatalf("parse: %v %v", cmds, err)
 			}
-			_, argv := cmds[0].Expand(env)
+			_, argv := cmds[0].expand(env)
 			if !reflect.DeepEqual(argv, tt.want) {
 				t.Errorf("got %q, want %q", argv, tt.want)
 			}
@@ -145,12 +146,12 @@ func TestParseEnvironment(t *testing.T) {
 		{"several and quoted", `A=1 "B=two words" 'C=x y'`, map[string]string{"A": "1", "B": "two words", "C": "x y"}, nil},
 		{"empty value", "A=", map[string]string{"A": ""}, nil},
 		{"equals in value", "A=b=c", map[string]string{"A": "b=c"}, nil},
-		{"no equals", "A", nil, ErrEnvironment},
-		{"bad name", "1A=x", nil, ErrEnvironment},
+		{"no equals", "A", nil, executor.ErrEnvironment},
+		{"bad name", "1A=x", nil, executor.ErrEnvironment},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseEnvironment(tt.in)
+			got, err := parseEnvironment(tt.in)
 			if !errors.Is(err, tt.err) || (err == nil && !reflect.DeepEqual(got, tt.want)) {
 				t.Errorf("got %v, %v; want %v, %v", got, err, tt.want, tt.err)
 			}
@@ -179,9 +180,9 @@ func TestParseTimeSpan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			d, inf, err := ParseTimeSpan(tt.in)
+			d, inf, err := parseTimeSpan(tt.in)
 			if (err != nil) != tt.err || d != tt.want || inf != tt.inf {
-				t.Errorf("ParseTimeSpan(%q) = %v, %v, %v", tt.in, d, inf, err)
+				t.Errorf("parseTimeSpan(%q) = %v, %v, %v", tt.in, d, inf, err)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package executor
+package exec
 
 import (
 	"bufio"
@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kiln-cluster/kiln/node/executor"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
 
@@ -25,11 +26,11 @@ const (
 type service struct {
 	Type            string // simple, exec, notify (run as simple), oneshot
 	RemainAfterExit bool
-	StartPre        []Command
-	Start           []Command
-	StartPost       []Command
-	Stop            []Command
-	StopPost        []Command
+	StartPre        []command
+	Start           []command
+	StartPost       []command
+	Stop            []command
+	StopPost        []command
 	Env             map[string]string
 	EnvFiles        []envFile
 	WorkingDir      string
@@ -48,16 +49,16 @@ type envFile struct {
 }
 
 // readService reads the unit u (a plain unit, or the template of name) as the service name.
-func readService(u *unit.Unit, name string, sp Specifiers) (*service, error) {
+func readService(u *unit.Unit, name string, sp specifiers) (*service, error) {
 	n, err := unit.ParseName(name)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrName, name)
+		return nil, fmt.Errorf("%w: %s", executor.ErrName, name)
 	}
 	if n.Type != "service" {
-		return nil, fmt.Errorf("%w: %s (only services run as processes)", ErrUnsupported, name)
+		return nil, fmt.Errorf("%w: %s (only services run as processes)", executor.ErrUnsupported, name)
 	}
 	if n.IsTemplate() {
-		return nil, fmt.Errorf("%w: %s is a template; start an instance", ErrName, name)
+		return nil, fmt.Errorf("%w: %s is a template; start an instance", executor.ErrName, name)
 	}
 	sp.Name = n
 	s := &service{
@@ -66,7 +67,7 @@ func readService(u *unit.Unit, name string, sp Specifiers) (*service, error) {
 		SuccessStatus: map[int]bool{0: true},
 	}
 	bad := func(key, v string, err error) error {
-		return fmt.Errorf("%w: %s=%s: %w", ErrBadSetting, key, v, err)
+		return fmt.Errorf("%w: %s=%s: %w", executor.ErrBadSetting, key, v, err)
 	}
 	if v, ok := u.Value("Service", "Type"); ok && v != "" {
 		switch v {
@@ -75,7 +76,7 @@ func readService(u *unit.Unit, name string, sp Specifiers) (*service, error) {
 		case "oneshot":
 			s.Type = "oneshot"
 		default:
-			return nil, fmt.Errorf("%w: Type=%s", ErrUnsupported, v)
+			return nil, fmt.Errorf("%w: Type=%s", executor.ErrUnsupported, v)
 		}
 	}
 	if v, ok := u.Value("Service", "RemainAfterExit"); ok && v != "" {
@@ -83,10 +84,10 @@ func readService(u *unit.Unit, name string, sp Specifiers) (*service, error) {
 			return nil, bad("RemainAfterExit", v, err)
 		}
 	}
-	cmds := func(key string) ([]Command, error) {
-		var out []Command
+	cmds := func(key string) ([]command, error) {
+		var out []command
 		for _, v := range u.Values("Service", key) {
-			c, err := ParseCommands(v, sp)
+			c, err := parseCommands(v, sp)
 			if err != nil {
 				return nil, bad(key, v, err)
 			}
@@ -94,7 +95,7 @@ func readService(u *unit.Unit, name string, sp Specifiers) (*service, error) {
 		}
 		return out, nil
 	}
-	for key, dst := range map[string]*[]Command{
+	for key, dst := range map[string]*[]command{
 		"ExecStartPre": &s.StartPre, "ExecStart": &s.Start, "ExecStartPost": &s.StartPost,
 		"ExecStop": &s.Stop, "ExecStopPost": &s.StopPost,
 	} {
@@ -104,16 +105,16 @@ func readService(u *unit.Unit, name string, sp Specifiers) (*service, error) {
 	}
 	switch {
 	case len(s.Start) == 0 && !(s.Type == "oneshot" && s.RemainAfterExit):
-		return nil, fmt.Errorf("%w: no ExecStart=", ErrBadSetting)
+		return nil, fmt.Errorf("%w: no ExecStart=", executor.ErrBadSetting)
 	case len(s.Start) > 1 && s.Type != "oneshot":
-		return nil, fmt.Errorf("%w: several ExecStart= need Type=oneshot", ErrBadSetting)
+		return nil, fmt.Errorf("%w: several ExecStart= need Type=oneshot", executor.ErrBadSetting)
 	}
 	for _, v := range u.Values("Service", "Environment") {
-		v, err := sp.Expand(v)
+		v, err := sp.expand(v)
 		if err != nil {
 			return nil, bad("Environment", v, err)
 		}
-		env, err := ParseEnvironment(v)
+		env, err := parseEnvironment(v)
 		if err != nil {
 			return nil, bad("Environment", v, err)
 		}
@@ -122,7 +123,7 @@ func readService(u *unit.Unit, name string, sp Specifiers) (*service, error) {
 		}
 	}
 	for _, v := range u.Values("Service", "EnvironmentFile") {
-		v, err := sp.Expand(v)
+		v, err := sp.expand(v)
 		if err != nil {
 			return nil, bad("EnvironmentFile", v, err)
 		}
@@ -130,7 +131,7 @@ func readService(u *unit.Unit, name string, sp Specifiers) (*service, error) {
 		s.EnvFiles = append(s.EnvFiles, envFile{p, opt})
 	}
 	if v, ok := u.Value("Service", "WorkingDirectory"); ok && v != "" {
-		if v, err = sp.Expand(v); err != nil {
+		if v, err = sp.expand(v); err != nil {
 			return nil, bad("WorkingDirectory", v, err)
 		}
 		s.WorkingDir, s.WorkingDirOpt = strings.TrimPrefix(v, "-"), strings.HasPrefix(v, "-")
@@ -151,7 +152,7 @@ func readService(u *unit.Unit, name string, sp Specifiers) (*service, error) {
 		if !ok || v == "" {
 			return nil
 		}
-		d, inf, err := ParseTimeSpan(v)
+		d, inf, err := parseTimeSpan(v)
 		if err != nil {
 			return bad(key, v, err)
 		}
@@ -175,7 +176,7 @@ func readService(u *unit.Unit, name string, sp Specifiers) (*service, error) {
 		}
 	}
 	if v, ok := u.Value("Unit", "StartLimitIntervalSec"); ok && v != "" {
-		d, inf, err := ParseTimeSpan(v)
+		d, inf, err := parseTimeSpan(v)
 		if err != nil {
 			return nil, bad("StartLimitIntervalSec", v, err)
 		}
@@ -213,7 +214,7 @@ func (s *service) environment(extra map[string]string) (map[string]string, error
 			if f.optional && os.IsNotExist(err) {
 				continue
 			}
-			return nil, fmt.Errorf("%w: EnvironmentFile=%s: %v", ErrBadSetting, f.path, err)
+			return nil, fmt.Errorf("%w: EnvironmentFile=%s: %v", executor.ErrBadSetting, f.path, err)
 		}
 		for k, v := range vals {
 			env[k] = v
