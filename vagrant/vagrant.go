@@ -17,12 +17,12 @@ import (
 	"strings"
 	"text/template"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/kiln-cluster/kiln/bootstrap/render"
 	"github.com/kiln-cluster/kiln/bootstrap/userdata"
 
 	"github.com/kiln-cluster/kiln/images/catalog"
+	"github.com/kiln-cluster/kiln/internal/inputfile"
+	"github.com/kiln-cluster/kiln/internal/outdir"
 )
 
 //go:embed templates/Vagrantfile.tmpl
@@ -107,62 +107,33 @@ func Files(c *render.Compiled) (map[string][]byte, error) {
 	return files, nil
 }
 
-// Write puts files in dir in one step: they are written to a new folder beside dir that then
-// takes dir's place, so a failure leaves dir as it was. Vagrant's state (dir/.vagrant, the
-// machines it runs) moves over to the new folder. A non-empty dir that kiln did not write is
-// refused with ErrNotOurs. Node configs hold private keys: they are written with mode 0600.
+// Write puts files in dir in one step (internal/outdir): they are written to a new folder beside
+// dir that then takes dir's place, so a failure leaves dir as it was. Write owns only the
+// Vagrantfile and the nodes' .ign files; everything else in dir (Vagrant's state in dir/.vagrant,
+// the user's files) is carried into the new folder, never deleted. A symlinked dir is followed.
+// A non-empty dir that kiln did not write is refused with ErrNotOurs. Node configs hold private
+// keys: they are written with mode 0600.
 func Write(dir string, files map[string][]byte) error {
-	dir = filepath.Clean(dir)
-	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
-		head, _ := os.ReadFile(filepath.Join(dir, "Vagrantfile"))
-		if !bytes.HasPrefix(head, []byte(Marker)) {
-			return fmt.Errorf("%s: %w", dir, ErrNotOurs)
-		}
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	parent := filepath.Dir(dir)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-")
+	r, err := outdir.Begin(dir, func(dir string) bool {
+		head, _ := inputfile.Read(filepath.Join(dir, "Vagrantfile"), inputfile.SnippetLimit)
+		return bytes.HasPrefix(head, []byte(Marker))
+	}, ErrNotOurs)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp) // after the swap, tmp holds the old folder
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return err
-	}
+	defer r.Close()
 	for name, b := range files {
 		mode := os.FileMode(0o600)
 		if name == "Vagrantfile" {
 			mode = 0o644
 		}
-		if err := os.WriteFile(filepath.Join(tmp, name), b, mode); err != nil {
+		if err := os.WriteFile(filepath.Join(r.Tmp, name), b, mode); err != nil {
 			return err
 		}
 	}
-	state := filepath.Join(dir, ".vagrant")
-	moved := false
-	if _, err := os.Lstat(state); err == nil {
-		if err := os.Rename(state, filepath.Join(tmp, ".vagrant")); err != nil {
-			return err
-		}
-		moved = true
-	}
-	err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dir, unix.RENAME_EXCHANGE)
-	if errors.Is(err, unix.ENOENT) {
-		if err = os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
-			err = os.Rename(tmp, dir)
-		}
-	}
-	if err != nil {
-		if moved {
-			_ = os.Rename(filepath.Join(tmp, ".vagrant"), state)
-		}
-		return fmt.Errorf("replacing %s: %w", dir, err)
-	}
-	return nil
+	return r.Commit(func(rel string) bool {
+		return rel == "Vagrantfile" || !strings.Contains(rel, "/") && strings.HasSuffix(rel, ".ign")
+	})
 }
 
 // oneLine keeps s on one line, for a Ruby comment.

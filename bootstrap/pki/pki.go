@@ -20,8 +20,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/kiln-cluster/kiln/internal/atomicfile"
 	"github.com/kiln-cluster/kiln/internal/inputfile"
 )
 
@@ -160,14 +162,50 @@ func (b *Bundle) Write(dir string) error {
 		if err := os.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
 			return err
 		}
-		if err := os.WriteFile(f.path, f.data, f.mode); err != nil {
-			return err
-		}
-		if err := os.Chmod(f.path, f.mode); err != nil {
+		if err := f.write(); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// write stores the file unless it holds these bytes already. A file that exists is replaced
+// atomically (a PKI in use: kiln userdata adds a node's certificates); a new one is written
+// directly (kiln render writes into a fresh folder that it swaps in as a whole).
+func (f file) write() error {
+	old, err := readSmall(f.path)
+	switch {
+	case err == nil && bytes.Equal(old, f.data):
+	case err == nil:
+		if err := atomicfile.Write(f.path, f.data, f.mode); err != nil {
+			return err
+		}
+	case errors.Is(err, os.ErrNotExist):
+		return os.WriteFile(f.path, f.data, f.mode)
+	default:
+		if err := atomicfile.Write(f.path, f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	return os.Chmod(f.path, f.mode)
+}
+
+// Owned reports whether rel, a slash-separated path inside a PKI folder, is a file that Write
+// writes (for any node): what is not, such as the boot server's token secret or a user's
+// notes, kiln keeps.
+func Owned(rel string) bool {
+	parts := strings.Split(rel, "/")
+	switch len(parts) {
+	case 1:
+		return slices.Contains([]string{"ca.crt", "ca.key", Operator + ".crt", Operator + ".key"}, parts[0])
+	case 3:
+		if parts[0] != "nodes" {
+			return false
+		}
+		kind, ext, _ := strings.Cut(parts[2], ".")
+		return slices.Contains([]string{KindPeer, KindServer, KindClient}, kind) && (ext == "crt" || ext == "key")
+	}
+	return false
 }
 
 type file struct {
@@ -268,6 +306,24 @@ func (b *Bundle) issue(n Node, kind string, now time.Time) (Pair, error) {
 	if err != nil {
 		return Pair{}, err
 	}
+	cert, err := b.Sign(n, kind, key.Public(), now)
+	if err != nil {
+		return Pair{}, err
+	}
+	keyPEM, err := encodeKey(key)
+	if err != nil {
+		return Pair{}, err
+	}
+	return Pair{Cert: cert, Key: keyPEM}, nil
+}
+
+// Sign issues a certificate of kind for n's name and addresses to the public key pub, made
+// elsewhere (a node's enrolment): the names and usages come from n and kind only. It returns the
+// certificate as PEM.
+func (b *Bundle) Sign(n Node, kind string, pub crypto.PublicKey, now time.Time) ([]byte, error) {
+	if b.caKey == nil {
+		return nil, ErrNoPKI
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: n.Name, Organization: []string{"kiln"}},
@@ -286,18 +342,14 @@ func (b *Bundle) issue(n Node, kind string, now time.Time) (Pair, error) {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 		tmpl.DNSNames, tmpl.IPAddresses = nil, nil
 	default:
-		return Pair{}, fmt.Errorf("pki: unknown certificate kind %q", kind)
+		return nil, fmt.Errorf("pki: unknown certificate kind %q", kind)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, b.caCert, key.Public(), b.caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, b.caCert, pub, b.caKey)
 	if err != nil {
-		return Pair{}, err
+		return nil, err
 	}
 	b.issued = true
-	keyPEM, err := encodeKey(key)
-	if err != nil {
-		return Pair{}, err
-	}
-	return Pair{Cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), Key: keyPEM}, nil
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
 func encodeKey(k crypto.Signer) ([]byte, error) {

@@ -26,6 +26,8 @@ type CompileOptions struct {
 	Strict bool
 	// Now is the time certificates are checked and issued at; zero means time.Now().
 	Now time.Time
+	// Enrol, when set, renders configs without the nodes' private keys (see EnrolOptions).
+	Enrol *EnrolOptions
 }
 
 // Compiled is a spec turned into every node's configs.
@@ -33,6 +35,9 @@ type Compiled struct {
 	Spec  *spec.Spec
 	Nodes []Node
 	PKI   *pki.Bundle
+	// Stats counts the nodes spliced (the fast path), translated whole, and those that fell
+	// back because the fast path is lost.
+	Stats Stats
 }
 
 // Node returns the named node's configs, or nil.
@@ -65,12 +70,12 @@ func Compile(path string, opt CompileOptions) (*Compiled, report.Report, error) 
 	if err != nil {
 		return nil, rep, err
 	}
-	nodes, r, err := Render(s, b, Options{})
+	nodes, r, err := Render(s, b, Options{Enrol: opt.Enrol})
 	rep.Merge(r)
 	if err != nil {
 		return nil, rep, err
 	}
-	return &Compiled{Spec: s, Nodes: nodes, PKI: b}, rep, nil
+	return &Compiled{Spec: s, Nodes: nodes, PKI: b, Stats: Count(nodes)}, rep, nil
 }
 
 // Load reads the spec at path, applies its defaults (kiln's version, the kiln-node file) and

@@ -68,6 +68,9 @@ func (p Problem) Location() string {
 // MaxPrinted is how many problems Print writes in full; the others are counted in one line.
 const MaxPrinted = 50
 
+// maxMessage bounds a printed message: one that quotes a huge value is cut.
+const maxMessage = 1000
+
 // Report is every problem found.
 type Report struct {
 	Problems []Problem
@@ -159,7 +162,11 @@ func (r Report) Print(w io.Writer, strict bool) {
 		if strict {
 			sev = Error
 		}
-		fmt.Fprintf(w, "%s: %s\n", sev, p.Message)
+		msg := p.Message
+		if len(msg) > maxMessage {
+			msg = strings.ToValidUTF8(msg[:maxMessage], "") + "..."
+		}
+		fmt.Fprintf(w, "%s: %s\n", sev, msg)
 		if loc := p.Location(); loc != "" {
 			fmt.Fprintf(w, "  --> %s\n", loc)
 		}

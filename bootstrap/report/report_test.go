@@ -48,3 +48,13 @@ func TestPrintQuotesOnlyQuotableFiles(t *testing.T) {
 		t.Errorf("the unit file is quoted or not named:\n%s", s)
 	}
 }
+
+func TestPrintCutsLongMessages(t *testing.T) {
+	var r Report
+	r.Errorf("spec.yaml", 0, 0, "", "value %q is wrong", strings.Repeat("x", 50000))
+	var out bytes.Buffer
+	r.Print(&out, false)
+	if out.Len() > 2*maxMessage {
+		t.Errorf("printed %d bytes for one problem", out.Len())
+	}
+}

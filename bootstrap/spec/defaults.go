@@ -108,3 +108,29 @@ func or(v, def string) string {
 	}
 	return v
 }
+
+// Inputs lists the files the spec is made of: the spec itself and every file it names (units,
+// snippets, local copies of binaries), as paths resolved against the spec's folder. Outputs
+// must never be one of them.
+func (s *Spec) Inputs() []string {
+	in := []string{s.File}
+	add := func(p string) {
+		if p != "" {
+			in = append(in, s.Path(p))
+		}
+	}
+	for _, u := range s.Cluster.Units {
+		add(u.File)
+	}
+	for _, sn := range s.Snippets {
+		add(sn)
+	}
+	for _, n := range s.Nodes {
+		for _, sn := range n.Snippets {
+			add(sn)
+		}
+	}
+	add(s.Cluster.KilnNode.File)
+	add(s.Cluster.Etcd.Binary.File)
+	return in
+}

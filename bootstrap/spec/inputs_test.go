@@ -173,3 +173,16 @@ func TestShapeProblemsAreBounded(t *testing.T) {
 		t.Errorf("last problem %q", last)
 	}
 }
+
+// A huge key or value is named by its beginning, not printed whole.
+func TestMessagesQuoteShortly(t *testing.T) {
+	_, r := Parse("big.yaml", []byte("cluster: "+strings.Repeat("v", 100000)+"\n"+strings.Repeat("k", 1000)+": 1\n"))
+	for _, p := range r.Problems {
+		if len(p.Message) > 300 {
+			t.Errorf("message of %d bytes: %.100s...", len(p.Message), p.Message)
+		}
+	}
+	if len(r.Problems) != 2 {
+		t.Errorf("problems: %v", r.Problems)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -147,13 +148,13 @@ func checkShape(r *report.Report, file string, n *yaml.Node, t reflect.Type, pat
 		for i := 0; i+1 < len(n.Content) && len(r.Problems) < maxShapeProblems; i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if seen[k.Value] {
-				r.Errorf(file, k.Line, k.Column, join(path, k.Value), "duplicate key %q", k.Value)
+				r.Errorf(file, k.Line, k.Column, join(path, k.Value), "duplicate key %s", quote(k.Value))
 				continue
 			}
 			seen[k.Value] = true
 			f, ok := fields[k.Value]
 			if !ok {
-				msg := fmt.Sprintf("unknown key %q in %s", k.Value, pathOrTop(path))
+				msg := fmt.Sprintf("unknown key %s in %s", quote(k.Value), pathOrTop(path))
 				if s := nearest(k.Value, fieldNames(fields)); s != "" {
 					msg += fmt.Sprintf(": did you mean %q?", s)
 				} else {
@@ -215,9 +216,19 @@ func kindName(n *yaml.Node) string {
 		case "!!null":
 			return "nothing"
 		}
-		return strconv.Quote(n.Value)
+		return quote(n.Value)
 	}
 	return "an alias"
+}
+
+// quote quotes a value of the input for a message, shortened to its first 60 characters: a
+// message says what is wrong, not the whole value (which may be megabytes long).
+func quote(s string) string {
+	const max = 60
+	if utf8.RuneCountInString(s) <= max {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(string([]rune(s)[:max])) + "..."
 }
 
 func pathOrTop(p string) string {

@@ -108,6 +108,19 @@ func ctlErr(err error) error {
 // ctlJSON reports whether -o json was asked for.
 func ctlJSON() bool { return ctlFlags.output == "json" }
 
+// listing prints what a listing command read: v as JSON under -o json, else the table that
+// table makes of it.
+func listing[T any](cmd *cobra.Command, v T, err error, table func(T) (header []string, rows [][]string)) error {
+	if err != nil {
+		return err
+	}
+	if ctlJSON() {
+		return printJSON(cmd.OutOrStdout(), v)
+	}
+	header, rows := table(v)
+	return printTable(cmd.OutOrStdout(), header, rows)
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -154,32 +167,30 @@ func newCtlMachinesCmd() *cobra.Command {
 		Args:    args(cobra.NoArgs),
 		RunE: withClient(func(cmd *cobra.Command, _ []string, c *ctl.Client, ctx context.Context) error {
 			rows, err := c.Machines(ctx)
-			if err != nil {
-				return err
-			}
-			if ctlJSON() {
-				return printJSON(cmd.OutOrStdout(), rows)
-			}
-			var out [][]string
-			for _, r := range rows {
-				id := shortID(r.ID)
-				if r.Engine {
-					id += " (engine)"
-				}
-				reboot := orDash(r.Reboot)
-				if r.RebootRequested && r.Reboot == "" {
-					reboot = "requested"
-				}
-				if len(r.Holds) > 0 {
-					reboot += " (holds " + strings.Join(r.Holds, ",") + ")"
-				}
-				out = append(out, []string{id, orDash(r.Hostname), orDash(strings.Join(r.IPs, ",")),
-					orDash(metadata(r.Metadata)), r.Health, orDash(r.OS + " " + r.Channel),
-					orDash(r.Version), fmt.Sprint(r.Units), ago(r.BootTime), reboot})
-			}
-			return printTable(cmd.OutOrStdout(), []string{"MACHINE", "HOSTNAME", "IPS", "METADATA", "HEALTH", "OS", "VERSION", "UNITS", "BOOTED", "REBOOT"}, out)
+			return listing(cmd, rows, err, machinesTable)
 		}),
 	}
+}
+
+func machinesTable(rows []ctl.MachineRow) ([]string, [][]string) {
+	var out [][]string
+	for _, r := range rows {
+		id := shortID(r.ID)
+		if r.Engine {
+			id += " (engine)"
+		}
+		reboot := orDash(r.Reboot)
+		if r.RebootRequested && r.Reboot == "" {
+			reboot = "requested"
+		}
+		if len(r.Holds) > 0 {
+			reboot += " (holds " + strings.Join(r.Holds, ",") + ")"
+		}
+		out = append(out, []string{id, orDash(r.Hostname), orDash(strings.Join(r.IPs, ",")),
+			orDash(metadata(r.Metadata)), r.Health, orDash(r.OS + " " + r.Channel),
+			orDash(r.Version), fmt.Sprint(r.Units), ago(r.BootTime), reboot})
+	}
+	return []string{"MACHINE", "HOSTNAME", "IPS", "METADATA", "HEALTH", "OS", "VERSION", "UNITS", "BOOTED", "REBOOT"}, out
 }
 
 // metadata prints a machine's metadata as sorted key=value pairs.
@@ -203,27 +214,23 @@ healthy or an operator runs kiln ctl unlock MACHINE.`,
 		Args:    args(cobra.NoArgs),
 		RunE: withClient(func(cmd *cobra.Command, _ []string, c *ctl.Client, ctx context.Context) error {
 			rows, err := c.Locks(ctx)
-			if err != nil {
-				return err
-			}
-			if ctlJSON() {
-				return printJSON(cmd.OutOrStdout(), rows)
-			}
-			var out [][]string
-			for _, r := range rows {
-				alive := "-"
-				if r.Holder != "" {
-					alive = "no"
-					if r.Alive {
-						alive = "yes"
-						if r.Rebooted {
-							alive = "yes (rebooted)"
+			return listing(cmd, rows, err, func(rows []ctl.LockRow) ([]string, [][]string) {
+				var out [][]string
+				for _, r := range rows {
+					alive := "-"
+					if r.Holder != "" {
+						alive = "no"
+						if r.Alive {
+							alive = "yes"
+							if r.Rebooted {
+								alive = "yes (rebooted)"
+							}
 						}
 					}
+					out = append(out, []string{r.Group, fmt.Sprintf("%d/%d", r.Max-r.Free, r.Max), orDash(r.Holder), ago(r.Since), alive})
 				}
-				out = append(out, []string{r.Group, fmt.Sprintf("%d/%d", r.Max-r.Free, r.Max), orDash(r.Holder), ago(r.Since), alive})
-			}
-			return printTable(cmd.OutOrStdout(), []string{"GROUP", "HELD", "HOLDER", "SINCE", "ALIVE"}, out)
+				return []string{"GROUP", "HELD", "HOLDER", "SINCE", "ALIVE"}, out
+			})
 		}),
 	}
 }

@@ -165,30 +165,26 @@ on no machine shows "unplaced"; kiln ctl status UNIT says why.`,
 		Args:    args(cobra.NoArgs),
 		RunE: withClient(func(cmd *cobra.Command, _ []string, c *ctl.Client, ctx context.Context) error {
 			units, err := c.Units(ctx)
-			if err != nil {
-				return err
-			}
-			if ctlJSON() {
-				return printJSON(cmd.OutOrStdout(), units)
-			}
-			var rows [][]string
-			for _, u := range units {
-				if n, err := unit.ParseName(u.Name); err == nil && n.IsTemplate() {
-					continue // templates run only as instances
-				}
-				if len(u.Placements) == 0 {
-					active := "-"
-					if u.Unplaced != "" {
-						active = "unplaced"
+			return listing(cmd, units, err, func(units []ctl.UnitStatus) ([]string, [][]string) {
+				var rows [][]string
+				for _, u := range units {
+					if n, err := unit.ParseName(u.Name); err == nil && n.IsTemplate() {
+						continue // templates run only as instances
 					}
-					rows = append(rows, []string{u.Name, "-", string(u.DesiredState), string(u.State), active, "-"})
+					if len(u.Placements) == 0 {
+						active := "-"
+						if u.Unplaced != "" {
+							active = "unplaced"
+						}
+						rows = append(rows, []string{u.Name, "-", string(u.DesiredState), string(u.State), active, "-"})
+					}
+					for _, p := range u.Placements {
+						active, sub := reportCols(p)
+						rows = append(rows, []string{u.Name, shortID(p.Machine), string(u.DesiredState), string(p.State), active, sub})
+					}
 				}
-				for _, p := range u.Placements {
-					active, sub := reportCols(p)
-					rows = append(rows, []string{u.Name, shortID(p.Machine), string(u.DesiredState), string(p.State), active, sub})
-				}
-			}
-			return printTable(cmd.OutOrStdout(), []string{"UNIT", "MACHINE", "DESIRED", "STATE", "ACTIVE", "SUB"}, rows)
+				return []string{"UNIT", "MACHINE", "DESIRED", "STATE", "ACTIVE", "SUB"}, rows
+			})
 		}),
 	}
 }
@@ -200,22 +196,18 @@ func newCtlListUnitFilesCmd() *cobra.Command {
 		Example: "  kiln ctl list-unit-files\n  kiln ctl list-unit-files -o json",
 		Args:    args(cobra.NoArgs),
 		RunE: withClient(func(cmd *cobra.Command, _ []string, c *ctl.Client, ctx context.Context) error {
-			out, err := c.UnitFiles(ctx)
-			if err != nil {
-				return err
-			}
-			if ctlJSON() {
-				return printJSON(cmd.OutOrStdout(), out)
-			}
-			var rows [][]string
-			for _, r := range out {
-				var target []string
-				for _, m := range r.Target {
-					target = append(target, shortID(m))
+			files, err := c.UnitFiles(ctx)
+			return listing(cmd, files, err, func(files []ctl.UnitFile) ([]string, [][]string) {
+				var rows [][]string
+				for _, r := range files {
+					var target []string
+					for _, m := range r.Target {
+						target = append(target, shortID(m))
+					}
+					rows = append(rows, []string{r.Name, r.Hash.Short(), string(r.DesiredState), string(r.State), orDash(strings.Join(target, ","))})
 				}
-				rows = append(rows, []string{r.Name, r.Hash.Short(), string(r.DesiredState), string(r.State), orDash(strings.Join(target, ","))})
-			}
-			return printTable(cmd.OutOrStdout(), []string{"UNIT", "HASH", "DSTATE", "STATE", "TARGET"}, rows)
+				return []string{"UNIT", "HASH", "DSTATE", "STATE", "TARGET"}, rows
+			})
 		}),
 	}
 }

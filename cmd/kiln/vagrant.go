@@ -21,7 +21,7 @@ func newVagrantCmd() *cobra.Command {
 		Short: "Write a Vagrantfile and every node's Ignition config for vagrant up (libvirt or VirtualBox)",
 		Long: `Vagrant writes DIR/Vagrantfile, one machine per node, and DIR/<node>.ign, each node's Ignition config
 (mode 0600: it holds the node's keys). DIR is replaced in one step; Vagrant's state in
-DIR/.vagrant is kept. Then run vagrant up in DIR.
+DIR/.vagrant and every file kiln did not write are kept. Then run vagrant up in DIR.
 
 With the libvirt provider, QEMU hands each machine its config through fw_cfg. VirtualBox keeps
 only about 1 KiB in the guest property Ignition reads, so there the property holds a pointer

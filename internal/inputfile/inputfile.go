@@ -19,6 +19,8 @@ const (
 	SnippetLimit = 1 << 20
 	// PKILimit bounds a certificate or key file.
 	PKILimit = 64 << 10
+	// ConfigLimit bounds an Ignition config given to kiln (kiln iso embed -i).
+	ConfigLimit = 16 << 20
 )
 
 // The errors of reading an input; tests compare against these values.
@@ -53,6 +55,18 @@ func Read(path string, max int64) ([]byte, error) {
 	}
 	if int64(len(data)) > max { // grew while being read
 		return nil, tooLarge(path, max)
+	}
+	return data, nil
+}
+
+// ReadFrom reads all of r, named name in errors, refusing more than max bytes (standard input).
+func ReadFrom(r io.Reader, name string, max int64) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, tooLarge(name, max)
 	}
 	return data, nil
 }

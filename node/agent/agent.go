@@ -26,6 +26,7 @@ import (
 	"github.com/kiln-cluster/kiln/node/engine"
 	"github.com/kiln-cluster/kiln/node/etcdconn"
 	"github.com/kiln-cluster/kiln/node/executor"
+	"github.com/kiln-cluster/kiln/node/executor/exec"
 	"github.com/kiln-cluster/kiln/node/journal"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/lock"
@@ -301,7 +302,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	g.Go(func() error { return journal.Serve(ctx, cli, id, logs, log) })
 	if c.FleetLockListen != "" {
-		// FleetLock serves every group with the configured limits (Zincati's default group is "default").
+		// FleetLock serves this machine's own group, with its limits; a request for another
+		// group is refused (unknown_group). Zincati's group is "default" unless configured.
 		h := lock.NewFleetLock(mgr, log)
 		if err := serve(ctx, g, "fleetlock", c.FleetLockListen, h, log); err != nil {
 			return err
@@ -323,7 +325,7 @@ func Run(ctx context.Context, o Options) error {
 // files under DATA-DIR/exec: units/, logs/, and state/<unit>.json saying what runs).
 func newExecutor(kind, dataDir, id, bootID, hostname string, log *slog.Logger) (executor.Executor, func(), error) {
 	if kind == "exec" {
-		ex, err := executor.NewExec(executor.ExecConfig{Dir: filepath.Join(dataDir, "exec"), MachineID: id,
+		ex, err := exec.New(exec.Config{Dir: filepath.Join(dataDir, "exec"), MachineID: id,
 			BootID: bootID, Hostname: hostname, Log: log.With("part", "exec")})
 		if err != nil {
 			return nil, nil, fmt.Errorf("exec executor: %w", err)

@@ -51,7 +51,7 @@ func (c *Client) Machines(ctx context.Context) ([]MachineRow, error) {
 	for _, kvp := range reqs.Kvs {
 		requested[strings.TrimPrefix(string(kvp.Key), keys.RebootRequests)] = true
 	}
-	counts, err := engine.MachineUnits(ctx, kv)
+	counts, err := machineUnits(ctx, kv)
 	if err != nil {
 		return nil, err
 	}

@@ -9,19 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kiln-cluster/kiln/node/engine"
 	"github.com/kiln-cluster/kiln/node/journal"
 	"github.com/kiln-cluster/kiln/node/submit"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
-
-// UnitStatus is what the cluster knows of a unit: the state the operator asked for, where the
-// engine placed it, what its machines report, or why it has no machine. kiln ctl list-units
-// -o json prints a list of them. The engine defines it, beside the keys it is read from.
-type UnitStatus = engine.UnitStatus
-
-// Placement is a unit on one machine, with the machine's report when there is one.
-type Placement = engine.Placement
 
 // Result is one unit's outcome of submit, load, start, stop, unload or destroy (kiln ctl
 // prints a list of them with -o json).
@@ -56,6 +47,7 @@ func ReadUnitArgs(args []string, needFile bool) ([]File, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", arg, submit.ErrNoText))
 			continue
 		}
+		arg = unit.Normalize(arg) // "foo" is foo.service, as with systemctl and fleetctl
 		if err := unit.ValidateName(arg); err != nil {
 			errs = append(errs, err)
 			continue
@@ -100,7 +92,7 @@ const waitPoll = 250 * time.Millisecond
 // still pending).
 func (c *Client) Wait(ctx context.Context, names []string) error {
 	for {
-		units, err := engine.Units(ctx, c.etcd)
+		units, err := statuses(ctx, c.etcd)
 		if err != nil && ctx.Err() == nil {
 			return err
 		}
@@ -110,7 +102,7 @@ func (c *Client) Wait(ctx context.Context, names []string) error {
 		}
 		var pending, stuck []string
 		for _, n := range names {
-			done, problem := engine.Reached(byName[n])
+			done, problem := Reached(byName[n])
 			switch {
 			case problem != "":
 				stuck = append(stuck, n+": "+problem)
@@ -135,7 +127,7 @@ func (c *Client) Wait(ctx context.Context, names []string) error {
 // Units reads every unit's status at one revision, sorted by name (kiln ctl list-units).
 // Templates are listed too: they run only as instances.
 func (c *Client) Units(ctx context.Context) ([]UnitStatus, error) {
-	units, err := engine.Units(ctx, c.etcd)
+	units, err := statuses(ctx, c.etcd)
 	if units == nil && err == nil {
 		units = []UnitStatus{}
 	}
@@ -155,7 +147,7 @@ type UnitFile struct {
 
 // UnitFiles lists the submitted units (not those being taken down after destroy).
 func (c *Client) UnitFiles(ctx context.Context) ([]UnitFile, error) {
-	units, err := engine.Units(ctx, c.etcd)
+	units, err := statuses(ctx, c.etcd)
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +208,8 @@ func (c *Client) Unit(ctx context.Context, name string, lines int) (*UnitDetail,
 }
 
 func (c *Client) find(ctx context.Context, name string) (*UnitStatus, error) {
-	units, err := engine.Units(ctx, c.etcd)
+	name = unit.Normalize(name)
+	units, err := statuses(ctx, c.etcd)
 	if err != nil {
 		return nil, err
 	}
@@ -242,7 +235,7 @@ func (c *Client) Journal(ctx context.Context, name, machine string, lines int) (
 		if machine != "" && p.Machine != machine {
 			continue
 		}
-		l, err := journal.Ask(ctx, c.etcd, p.Machine, name, lines)
+		l, err := journal.Ask(ctx, c.etcd, p.Machine, u.Name, lines)
 		ml := MachineLog{Machine: p.Machine, Lines: l}
 		if err != nil {
 			ml.Error = err.Error()

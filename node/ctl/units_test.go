@@ -30,6 +30,7 @@ func TestReadUnitArgs(t *testing.T) {
 		err      string
 	}{
 		{name: "a file and a name", args: []string{good, "my-app@1.service"}, want: []string{"web.service", "my-app@1.service"}, withText: []bool{true, false}},
+		{name: "a name without a type is a service", args: []string{"foo", "my-app@2", "t.timer"}, want: []string{"foo.service", "my-app@2.service", "t.timer"}, withText: []bool{false, false, false}},
 		{name: "a name where a file is needed", args: []string{"web.service"}, needFile: true, err: "give its path"},
 		{name: "a missing path", args: []string{"./units/missing.service"}, err: "give its path"},
 		{name: "a bad file", args: []string{bad}, err: "bad.service: 2:1: unknown key in [X-Fleet]"},

@@ -134,15 +134,8 @@ func (st *state) applyWritten(w written) {
 	}
 }
 
-// split cuts "<a>/<b>" after prefix.
-func split(key, prefix string) (string, string, bool) {
-	rest, ok := strings.CutPrefix(key, prefix)
-	if !ok {
-		return "", "", false
-	}
-	a, b, ok := strings.Cut(rest, "/")
-	return a, b, ok && a != "" && b != ""
-}
+// split cuts "<machine>/<unit>" after prefix.
+func split(key, prefix string) (string, string, bool) { return keys.SplitMachineUnit(key, prefix) }
 
 func (st *state) put(key string, val []byte, rev, lease int64) {
 	if st.known(key, rev) {

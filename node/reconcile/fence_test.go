@@ -8,7 +8,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/kiln-cluster/kiln/node/executor"
+	"github.com/kiln-cluster/kiln/node/executor/exec"
 	"github.com/kiln-cluster/kiln/node/registry"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
@@ -69,7 +69,7 @@ func TestFenceWithInjectedClock(t *testing.T) {
 		<-ka
 	}
 
-	ex, err := executor.NewExec(executor.ExecConfig{Dir: t.TempDir()})
+	ex, err := exec.New(exec.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/kiln-cluster/kiln/internal/atomicfile"
 	"github.com/kiln-cluster/kiln/node/executor"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/registry"
@@ -374,7 +375,7 @@ func (r *Reconciler) apply(ctx context.Context, a Action) {
 		cancel()
 		if err == nil {
 			delete(r.started, a.Name)
-			r.saveStarted()
+			_ = r.saveStarted() // logged
 		}
 	case Remove:
 		err = r.c.Executor.RemoveFile(a.Name)
@@ -387,11 +388,15 @@ func (r *Reconciler) apply(ctx context.Context, a Action) {
 		err = r.c.Executor.Reload(ctx)
 	case Adopt:
 		r.started[a.Name] = a.Hash
-		r.saveStarted()
+		_ = r.saveStarted() // logged
 	case Start:
-		// Counted as started before the call, so that a fence stops it whatever happens.
+		// Counted as started before the call, so that a fence stops it whatever happens; not
+		// started at all when that cannot be recorded (a restarted daemon would not know it).
 		r.started[a.Name] = a.Hash
-		r.saveStarted()
+		if err = r.saveStarted(); err != nil {
+			delete(r.started, a.Name)
+			break
+		}
 		err = r.c.Executor.Start(ctx, a.Name)
 		switch {
 		case err == nil, errors.Is(err, executor.ErrJobFailed):
@@ -399,7 +404,7 @@ func (r *Reconciler) apply(ctx context.Context, a Action) {
 		case errors.Is(err, executor.ErrNotFound), errors.Is(err, executor.ErrName), errors.Is(err, executor.ErrBadSetting),
 			errors.Is(err, executor.ErrUnsupported):
 			delete(r.started, a.Name) // nothing was started
-			r.saveStarted()
+			_ = r.saveStarted()       // logged
 		default:
 			r.uncertain[a.Name] = true // may run: the next status tells
 		}
@@ -473,7 +478,7 @@ func (r *Reconciler) stopAll(ctx context.Context, why string, budget time.Durati
 		delete(r.started, n)
 		delete(r.uncertain, n)
 	}
-	r.saveStarted()
+	_ = r.saveStarted() // logged
 }
 
 // report writes the state of every placed unit under the lease, when it changed, and deletes
@@ -654,16 +659,21 @@ func (r *Reconciler) loadStarted() {
 	}
 }
 
-func (r *Reconciler) saveStarted() {
+// saveStarted records the units started here (the file decides what a restarted daemon stops),
+// atomically and durably; a failure is logged and returned.
+func (r *Reconciler) saveStarted() error {
 	if r.c.StateFile == "" {
-		return
+		return nil
 	}
-	raw, _ := json.Marshal(startedFile{Started: r.started})
-	tmp := r.c.StateFile + ".tmp"
-	if err := os.MkdirAll(filepath.Dir(r.c.StateFile), 0o700); err != nil {
-		return
+	raw, err := json.Marshal(startedFile{Started: r.started})
+	if err == nil {
+		if err = os.MkdirAll(filepath.Dir(r.c.StateFile), 0o700); err == nil {
+			err = atomicfile.Write(r.c.StateFile, raw, 0o600)
+		}
 	}
-	if err := os.WriteFile(tmp, raw, 0o600); err == nil {
-		_ = os.Rename(tmp, r.c.StateFile)
+	if err != nil {
+		err = fmt.Errorf("record the started units in %s: %w", r.c.StateFile, err)
+		r.log.Error("started units not recorded", "file", r.c.StateFile, "err", err)
 	}
+	return err
 }
