@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sync/errgroup"
 
@@ -125,7 +127,7 @@ func (s *simCluster) agent(ctx context.Context, m *simMachine) {
 		for _, ev := range resp.Events {
 			u := strings.TrimPrefix(string(ev.Kv.Key), keys.MachineSchedule(m.id))
 			if ev.Type == mvccpb.DELETE {
-				_, _ = m.cli.Delete(ctx, keys.UnitState(m.id, u))
+				retry(ctx, func() error { _, err := m.cli.Delete(ctx, keys.UnitState(m.id, u)); return err })
 				continue
 			}
 			var a keys.Assignment
@@ -133,13 +135,28 @@ func (s *simCluster) agent(ctx context.Context, m *simMachine) {
 				continue
 			}
 			raw, _ := json.Marshal(keys.UnitReport{Unit: u, Hash: a.Hash, LoadState: "loaded", ActiveState: "active", SubState: "running"})
-			if _, err := m.cli.Put(ctx, keys.UnitState(m.id, u), string(raw), clientv3.WithLease(m.lease)); err == nil {
+			if retry(ctx, func() error {
+				_, err := m.cli.Put(ctx, keys.UnitState(m.id, u), string(raw), clientv3.WithLease(m.lease))
+				return err
+			}) == nil {
 				s.reports.Add(1)
 				if s.onReport != nil {
 					s.onReport(m.id, u)
 				}
 			}
 		}
+	}
+}
+
+// retry calls f until it succeeds, its lease is gone or ctx ends (an agent's write may time out
+// while etcd is busy; a real agent writes again too).
+func retry(ctx context.Context, f func() error) error {
+	for {
+		err := f()
+		if err == nil || ctx.Err() != nil || errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
