@@ -1,0 +1,147 @@
+// Package libvirt is the libvirt driver of `kiln up` and `kiln down` (--driver libvirt): per node
+// a domain kiln-<cluster>-<node> with the node's MAC, a copy-on-write volume over the OS image and
+// the node's Ignition config through QEMU's fw_cfg, on a network kiln-<cluster> that kiln defines
+// with a DHCP host entry per node (or on a network the user names).
+//
+// It talks to libvirt through libvirt-go-module, which uses cgo: the driver is built with cgo and
+// the libvirt_dlopen build tag (libvirt is loaded at run time, no headers are needed to build);
+// without them, a stub says how to get it.
+//
+// The node's config reaches QEMU as a copy: a volume in the storage pool, mode 0600, owned by
+// the user QEMU runs as (read from libvirt's DAC base label), so the config travels over the
+// libvirt connection (remote URIs work) and no file mode is widened. libvirt 9 does not relabel
+// fw_cfg files itself.
+package libvirt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/pflag"
+
+	"github.com/kiln-cluster/kiln/bootstrap/up"
+	"github.com/kiln-cluster/kiln/internal/atomicfile"
+)
+
+// Name is the driver's name in --driver.
+const Name = "libvirt"
+
+// Config is what the flags set.
+type Config struct {
+	URI     string
+	Image   string
+	Pool    string
+	Network string
+	// MemoryMiB and CPUs size every domain; DiskSize every node's disk ("" is the image's size).
+	MemoryMiB int
+	CPUs      int
+	DiskSize  string
+	// DomainType is kvm, qemu (TCG) or auto (kvm when the host offers it).
+	DomainType string
+
+	// isolated defines the cluster network without forwarding (tests: traffic stays on it).
+	isolated bool
+	// kernel, initrd and cmdline boot a kernel directly instead of the disk (tests).
+	kernel, initrd, cmdline string
+}
+
+// Driver is the libvirt driver.
+type Driver struct {
+	Config
+}
+
+func init() {
+	up.Register(Name, func() up.Driver { return New() })
+}
+
+// New returns a driver with the flags' defaults.
+func New() *Driver {
+	return &Driver{Config: Config{URI: "qemu:///system", Pool: "default", MemoryMiB: 2048, CPUs: 2, DomainType: "auto"}}
+}
+
+// Name is "libvirt".
+func (d *Driver) Name() string { return Name }
+
+// AddFlags adds the driver's flags.
+func (d *Driver) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&d.URI, "libvirt-uri", d.URI, "libvirt: connection URI (qemu:///system, qemu:///session, qemu+ssh://host/system)")
+	fs.StringVar(&d.Image, "image", d.Image, "libvirt: the OS disk image, qcow2 or raw (default: the cached image of the spec's OS and channel for the qemu platform)")
+	fs.StringVar(&d.Pool, "libvirt-pool", d.Pool, "libvirt: storage pool of the volumes (a directory pool is created if missing)")
+	fs.StringVar(&d.Network, "libvirt-network", d.Network, "libvirt: an existing network to attach the nodes to (default: kiln-<cluster>, defined by kiln with the spec's subnet and gateway)")
+	fs.IntVar(&d.MemoryMiB, "memory", d.MemoryMiB, "libvirt: memory of each node, MiB")
+	fs.IntVar(&d.CPUs, "cpus", d.CPUs, "libvirt: virtual CPUs of each node")
+	fs.StringVar(&d.DiskSize, "disk-size", d.DiskSize, "libvirt: disk size of each node, e.g. 20G (default: the image's size)")
+	fs.StringVar(&d.DomainType, "libvirt-domain-type", d.DomainType, "libvirt: kvm, qemu (TCG emulation) or auto (kvm when the host has it)")
+}
+
+// Up creates what is missing of the cluster's network, volumes and domains, and starts the
+// domains that are not running.
+func (d *Driver) Up(ctx context.Context, p *up.Plan, r up.Reporter) error { return d.up(ctx, p, r) }
+
+// Down destroys and undefines the cluster's domains and deletes their volumes and the network
+// kiln defined; nothing else. The base image volume stays for the next cluster.
+func (d *Driver) Down(ctx context.Context, p *up.Plan, r up.Reporter) error { return d.down(ctx, p, r) }
+
+// state is what the driver made, kept in the state folder so that `kiln down` needs no flags.
+// Names are recorded before the objects are made, so that a failure half-way leaves nothing
+// that down cannot find.
+type state struct {
+	URI  string `json:"uri"`
+	Pool string `json:"pool"`
+	// Network is the network the domains are on; NetworkMade says kiln defined it.
+	Network     string   `json:"network"`
+	NetworkMade bool     `json:"networkMade,omitempty"`
+	Domains     []string `json:"domains,omitempty"`
+	Volumes     []string `json:"volumes,omitempty"`
+}
+
+const stateFile = "libvirt.json"
+
+func loadState(dir string) (*state, error) {
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var s state
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, stateFile), err)
+	}
+	return &s, nil
+}
+
+func (s *state) save(dir string) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(dir, stateFile), append(b, '\n'), 0o600)
+}
+
+func (s *state) remove(dir string) error {
+	err := os.Remove(filepath.Join(dir, stateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+func addName(list *[]string, name string) bool {
+	for _, n := range *list {
+		if n == name {
+			return false
+		}
+	}
+	*list = append(*list, name)
+	return true
+}
