@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/kiln-cluster/kiln/bootstrap/render"
 	"github.com/kiln-cluster/kiln/bootstrap/up"
@@ -68,14 +69,23 @@ type Event struct {
 type Reporter struct {
 	T      testing.TB
 	mu     sync.Mutex
+	start  time.Time
 	Events []Event
+}
+
+// since is the time since the first report, for the log.
+func (r *Reporter) since() time.Duration {
+	if r.start.IsZero() {
+		r.start = time.Now()
+	}
+	return time.Since(r.start).Round(10 * time.Millisecond)
 }
 
 // Step records a step.
 func (r *Reporter) Step(node string, step up.Step, detail string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.T.Logf("%s %s: %s", node, step, detail)
+	r.T.Logf("+%s %s %s: %s", r.since(), node, step, detail)
 	r.Events = append(r.Events, Event{Node: node, Step: step, Detail: detail})
 }
 
@@ -83,7 +93,7 @@ func (r *Reporter) Step(node string, step up.Step, detail string) {
 func (r *Reporter) Failed(node string, step up.Step, err error, log string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.T.Logf("%s %s failed: %v\n%s", node, step, err, log)
+	r.T.Logf("+%s %s %s failed: %v\n%s", r.since(), node, step, err, log)
 	r.Events = append(r.Events, Event{Node: node, Step: step, Err: err, Log: log})
 }
 

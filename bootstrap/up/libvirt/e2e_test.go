@@ -1,0 +1,319 @@
+//go:build cgo && libvirt_dlopen
+
+package libvirt
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"math/big"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	virt "libvirt.org/go/libvirt"
+
+	"github.com/kiln-cluster/kiln/bootstrap/up"
+	"github.com/kiln-cluster/kiln/bootstrap/up/internal/uptest"
+	"github.com/kiln-cluster/kiln/internal/testboot"
+)
+
+// systemURI is the daemon the e2e tests use: Debian's libvirtd, started by the test when it
+// is not running.
+const systemURI = "qemu:///system"
+
+// requireLibvirtd returns a connection to the system libvirtd; when none runs, it starts
+// virtlogd and libvirtd in the foreground and stops them when the test ends. Without the
+// daemon's binaries the test skips (fails under $CI or $KILN_REQUIRE_TOOLS).
+func requireLibvirtd(t testing.TB) *virt.Connect {
+	t.Helper()
+	if conn, err := virt.NewConnect(systemURI); err == nil {
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	missing := func(msg string) {
+		if os.Getenv("CI") != "" || os.Getenv("KILN_REQUIRE_TOOLS") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	if os.Geteuid() != 0 {
+		missing("no libvirtd runs and only root can start the system one")
+	}
+	for _, daemon := range []string{"virtlogd", "libvirtd"} {
+		bin, err := exec.LookPath(daemon)
+		if err != nil {
+			missing(daemon + " not found (Debian package libvirt-daemon-system; run make deps)")
+		}
+		cmd := exec.Command(bin)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("started %s (pid %d)", daemon, cmd.Process.Pid)
+		t.Cleanup(func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				cmd.Process.Kill()
+				<-done
+			}
+			if t.Failed() && out.Len() > 0 {
+				t.Logf("%s said:\n%s", daemon, out.String())
+			}
+		})
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		conn, err := virt.NewConnect(systemURI)
+		if err == nil {
+			t.Cleanup(func() { conn.Close() })
+			return conn
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("libvirtd did not answer: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// e2eSetup is a cluster of three nodes whose domains boot the test kernel and an initramfs
+// that prints the node's fw_cfg config and its NIC's MAC, on a private pool and a network of a
+// random private subnet, both removed when the test ends.
+type e2eSetup struct {
+	conn *virt.Connect
+	plan *up.Plan
+	drv  *Driver
+}
+
+func setupE2E(t testing.TB) *e2eSetup {
+	t.Helper()
+	kit := testboot.Require(t)
+	conn := requireLibvirtd(t)
+	id := randomHex(t, 3)
+
+	// Files QEMU reads (the kernel, the initramfs) must be reachable by its user.
+	dir, err := os.MkdirTemp("", "kiln-libvirt-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	init := testboot.Init{
+		Modules: append(append([]string{}, testboot.FwCfgModules...), testboot.NetModules...),
+		Script: `
+f=/sys/firmware/qemu_fw_cfg/by_name/opt/org.flatcar-linux/config/raw
+i=0
+while [ ! -e "$f" ] || [ ! -e /sys/class/net/eth0/address ]; do
+	i=$((i+1)); [ $i -gt 100 ] && fail "no fw_cfg entry or no eth0"; sleep 0.1
+done
+{ cat /sys/class/net/eth0/address; cat "$f"; } >/tmp/out
+emit /tmp/out
+finish
+`,
+	}
+	initrd := filepath.Join(dir, "initramfs.img")
+	if err := kit.WriteInitramfs(initrd, init, nil); err != nil {
+		t.Fatal(err)
+	}
+	kernel := filepath.Join(dir, "vmlinuz")
+	if b, err := os.ReadFile(kit.Kernel.Vmlinuz); err != nil {
+		t.Fatal(err)
+	} else if err := os.WriteFile(kernel, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	image := filepath.Join(dir, "os.img")
+	if err := os.WriteFile(image, append([]byte("kiln e2e "+id), make([]byte, 1<<20)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	poolDir := filepath.Join(dir, "pool")
+	if err := os.Mkdir(poolDir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(poolDir, 0o711)
+	poolName := "kiln-e2e-" + id
+	px, _ := poolXML(poolName, poolDir)
+	pool, err := conn.StoragePoolCreateXML(px, 0) // transient: gone when destroyed
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Whatever a failed test left in the pool goes with it.
+		if names, err := pool.ListStorageVolumes(); err == nil {
+			for _, n := range names {
+				if v, err := pool.LookupStorageVolByName(n); err == nil {
+					v.Delete(0)
+					v.Free()
+				}
+			}
+		}
+		pool.Destroy()
+		pool.Free()
+	})
+
+	cluster := "e2e" + id
+	sub := fmt.Sprintf("10.%d.%d", 200+randomInt(t, 50), randomInt(t, 250))
+	p := uptest.Plan(t, uptest.SpecText(cluster, "flatcar", sub+".1", []uptest.Node{
+		{Name: "n1", MAC: "52:54:00:" + id[0:2] + ":" + id[2:4] + ":01", IP: sub + ".11/24"},
+		{Name: "n2", MAC: "52:54:00:" + id[0:2] + ":" + id[2:4] + ":02", IP: sub + ".12/24"},
+		{Name: "n3", MAC: "52:54:00:" + id[0:2] + ":" + id[2:4] + ":03", IP: sub + ".13/24"},
+	}))
+	d := New()
+	d.URI, d.Image, d.Pool = systemURI, image, poolName
+	d.DomainType, d.MemoryMiB, d.CPUs = "qemu", 256, 1
+	d.isolated = true
+	d.kernel, d.initrd, d.cmdline = kernel, initrd, testboot.DefaultAppend
+	t.Cleanup(func() {
+		// A failed test leaves nothing: down removes what the state file names.
+		if err := d.Down(context.Background(), p, &uptest.Reporter{T: t}); err != nil {
+			t.Errorf("cleanup down: %v", err)
+		}
+	})
+	return &e2eSetup{conn: conn, plan: p, drv: d}
+}
+
+func randomHex(t testing.TB, n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func randomInt(t testing.TB, n int64) int64 {
+	v, err := rand.Int(rand.Reader, big.NewInt(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v.Int64()
+}
+
+// waitConsoles waits until every node's console shows what its guest printed, and returns it
+// by node.
+func (e *e2eSetup) waitConsoles(t testing.TB, timeout time.Duration) map[string][]byte {
+	t.Helper()
+	got := map[string][]byte{}
+	deadline := time.Now().Add(timeout)
+	for len(got) < len(e.plan.Compiled.Nodes) {
+		for _, n := range e.plan.Compiled.Nodes {
+			if got[n.Name] != nil {
+				continue
+			}
+			log := filepath.Join(e.plan.StateDir, "libvirt", up.MachineName(e.plan.Cluster(), n.Name)+".console.log")
+			b, _ := os.ReadFile(log)
+			if !bytes.Contains(b, []byte(testboot.EndMarker)) && !bytes.Contains(b, []byte(testboot.ErrorPrefix)) {
+				continue
+			}
+			payload, err := (&testboot.Result{Serial: string(b)}).Payload()
+			if err != nil {
+				t.Fatalf("%s: %v\n%s", n.Name, err, b)
+			}
+			got[n.Name] = payload
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s, only %d of %d consoles printed their config", timeout, len(got), len(e.plan.Compiled.Nodes))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return got
+}
+
+// TestE2ELibvirt brings three TCG domains up on a real libvirtd: each guest reads its own
+// node's config from fw_cfg and has its node's MAC; the config volume is 0600 and owned by
+// QEMU's user; up again starts the domains that powered off; down removes domains, volumes and
+// network.
+func TestE2ELibvirt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots QEMU domains under a real libvirtd")
+	}
+	e := setupE2E(t)
+	ctx := context.Background()
+	r := &uptest.Reporter{T: t}
+	start := time.Now()
+	if err := e.drv.Up(ctx, e.plan, r); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("up of three TCG domains returned after %s", time.Since(start).Round(time.Millisecond))
+	got := e.waitConsoles(t, 3*time.Minute)
+	t.Logf("all three consoles printed their node's config %s after up began", time.Since(start).Round(time.Millisecond))
+	check := func(got map[string][]byte) {
+		t.Helper()
+		for i, n := range e.plan.Compiled.Nodes {
+			mac, cfg, _ := bytes.Cut(got[n.Name], []byte("\n"))
+			if want := e.plan.Compiled.Spec.Nodes[i].MAC; string(mac) != want {
+				t.Errorf("%s: the guest's MAC is %s, want %s", n.Name, mac, want)
+			}
+			if !bytes.Equal(cfg, n.Ignition) {
+				t.Errorf("%s: the guest read %d bytes from fw_cfg, not its node's config (%d bytes)", n.Name, len(cfg), len(n.Ignition))
+			}
+		}
+	}
+	check(got)
+
+	// The config reaches QEMU as a 0600 file owned by its user.
+	qemuUser, err := user.Lookup("libvirt-qemu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, _ := domainDef(t, e.conn, up.MachineName(e.plan.Cluster(), "n1"))
+	cfgFile := def.SysInfo[0].FWCfg.Entry[0].File
+	fi, err := os.Stat(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uid := fi.Sys().(*syscall.Stat_t).Uid; fi.Mode().Perm() != 0o600 || strconv.Itoa(int(uid)) != qemuUser.Uid {
+		t.Errorf("config volume %s: mode %v, owner %d; want 0600 owned by libvirt-qemu (%s)", cfgFile, fi.Mode().Perm(), uid, qemuUser.Uid)
+	}
+
+	// The guests powered off; up starts them again and they read their configs again.
+	for _, n := range e.plan.Compiled.Nodes {
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+			dom, err := e.conn.LookupDomainByName(up.MachineName(e.plan.Cluster(), n.Name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			active, _ := dom.IsActive()
+			dom.Free()
+			if !active {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still running a minute after its guest powered off", n.Name)
+			}
+		}
+		os.Truncate(filepath.Join(e.plan.StateDir, "libvirt", up.MachineName(e.plan.Cluster(), n.Name)+".console.log"), 0)
+	}
+	if err := e.drv.Up(ctx, e.plan, r); err != nil {
+		t.Fatal(err)
+	}
+	check(e.waitConsoles(t, 3*time.Minute))
+
+	if err := New().Down(ctx, e.plan, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range e.plan.Compiled.Nodes {
+		if exists(e.conn, "domain", up.MachineName(e.plan.Cluster(), n.Name)) {
+			t.Errorf("%s still defined", n.Name)
+		}
+	}
+	if exists(e.conn, "network", "kiln-"+e.plan.Cluster()) || exists(e.conn, "volume", cfgFile) {
+		t.Error("down left the network or a volume")
+	}
+	if _, err := os.Stat(cfgFile); err == nil || !strings.Contains(cfgFile, "kiln-e2e") {
+		t.Errorf("config file %s still there", cfgFile)
+	}
+}
