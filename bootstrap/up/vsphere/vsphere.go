@@ -259,7 +259,9 @@ func (d *Driver) Up(ctx context.Context, p *up.Plan, r up.Reporter) error {
 		return err
 	}
 	pool, err := choose(ctx, "resource pool", "--vsphere-resource-pool", d.ResourcePool, f.ResourcePool,
-		func(ctx context.Context, _ string) ([]*object.ResourcePool, error) { return f.ResourcePoolList(ctx, "*/Resources") })
+		func(ctx context.Context, _ string) ([]*object.ResourcePool, error) {
+			return f.ResourcePoolList(ctx, "*/Resources")
+		})
 	if err != nil {
 		return err
 	}
