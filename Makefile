@@ -82,11 +82,15 @@ $(TOOLS)/ignition: go.mod | deb-deps
 	@mkdir -p $(TOOLS)
 	$(GO) build -ldflags '-X github.com/coreos/ignition/v2/internal/distro.selinuxRelabel=false' -o $@ github.com/coreos/ignition/v2/internal
 
+# The node daemon leaves out gRPC's request tracing (golang.org/x/net/trace, off unless enabled,
+# with html/template behind it): every MB of the binary is a MB of each node's resident memory.
+NODE_TAGS  := grpcnotrace
+
 ## build: the operator CLI and the static node daemon.
 build:
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/kiln ./cmd/kiln
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/kiln-node ./cmd/kiln-node
+	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(NODE_TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/kiln-node ./cmd/kiln-node
 
 ## run: render the bundled example cluster into out/ and show what was written.
 run: build
@@ -137,6 +141,23 @@ bench: build
 	  END { printf "engine: %.0f placements/s for 10,000 units on 1,000 machines, all running at %.0f/s (goal: at least 4,000/s)\n", p, r; \
 	    printf "engine: reschedule latency p99 over 20 machine deaths: %.2f s with simulated agents, %.2f s with kiln-node processes (goal: at most 8 s)\n", l, lp; \
 	    printf "engine: steady state with 1,000 machines and 10,000 units: %.1f key writes/s, %.1f raft proposals/s; %.0f lease keep-alives/s\n", w, pr, k }' $(BIN)/bench-engine.txt
+	@# the planner's cost per unit at three sizes of the same cluster shape (ten units per machine)
+	$(GO) test -run '^$$' -bench 'BenchmarkPlace$$' -benchmem -benchtime 3x -count=1 ./node/schedule | tee $(BIN)/bench-place.txt
+	@cat $(BIN)/bench-place.txt >> $(BENCH_OUT)
+	@awk 'function v(u,  i) { for (i = 3; i < NF; i++) if ($$(i+1) == u) return $$i } \
+	  /^BenchmarkPlace\/machines=1000\// { a = v("ns/unit") } /^BenchmarkPlace\/machines=10000\// { c = v("ns/unit") } \
+	  END { printf "schedule: %.1f µs per unit with 10,000 units on 1,000 machines, %.1f µs with 100,000 on 10,000: x%.2f (goal: flat)\n", a/1000, c/1000, c/a }' $(BIN)/bench-place.txt
+	@# 100,000 units onto 10,000 simulated machines against a real etcd (minutes of both cores),
+	@# then the steady state and an engine takeover; and the memory of three kiln-node processes
+	@# running 100 units with the exec executor, beside the floor (etcd client, lease, watch)
+	$(GO) test -run '^$$' -bench 'Placement100kOn10k|Footprint' -benchtime 1x -count=1 -timeout 60m ./node/engine | tee $(BIN)/bench-scale.txt
+	@cat $(BIN)/bench-scale.txt >> $(BENCH_OUT)
+	@awk 'function v(u,  i) { for (i = 3; i < NF; i++) if ($$(i+1) == u) return $$i } \
+	  /^BenchmarkPlacement100kOn10k/ { p = v("placements/s"); r = v("running/s"); h = v("engine-heap-MB"); d = v("etcd-db-MB"); t = v("takeover-s"); w = v("steady-writes/s"); k = v("keepalives/s") } \
+	  /^BenchmarkFootprint/ { m = v("rss-max-MB"); a = v("rss-MB"); f = v("floor-MB") } \
+	  END { printf "engine: 100,000 units on 10,000 machines: %.0f placements/s, all running at %.0f/s; engine heap %.0f MB; etcd database %.0f MB\n", p, r, h, d; \
+	    printf "engine: 100,000 units on 10,000 machines: a new leader caught up %.1f s after the engine died; steady state %.1f key writes/s, %.0f lease keep-alives/s\n", t, w, k; \
+	    printf "kiln-node: %.1f MB RSS (largest of three; mean %.1f MB) running 100 units; floor %.1f MB (goal: at most 20 MB)\n", m, a, f }' $(BIN)/bench-scale.txt
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./bootstrap/spec

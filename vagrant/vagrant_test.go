@@ -16,6 +16,7 @@ import (
 	ignconfig "github.com/coreos/ignition/v2/config"
 
 	"github.com/kiln-cluster/kiln/bootstrap/render"
+	"github.com/kiln-cluster/kiln/internal/testkit"
 	"github.com/kiln-cluster/kiln/vagrant"
 )
 
@@ -24,7 +25,7 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 // compileSpec renders a test spec with a fresh PKI.
 func compileSpec(t *testing.T, spec string) *render.Compiled {
 	t.Helper()
-	c, rep, err := render.Compile(spec, render.CompileOptions{PKIDir: filepath.Join(t.TempDir(), "pki")})
+	c, rep, err := render.Compile(spec, render.CompileOptions{PKIDir: filepath.Join(t.TempDir(), "pki"), CreatePKI: true})
 	if err != nil {
 		var b strings.Builder
 		rep.Print(&b, false)
@@ -162,20 +163,6 @@ func TestWrite(t *testing.T) {
 	}
 }
 
-// needTool returns the path of a command the test needs, or skips (fails under CI or
-// KILN_REQUIRE_TOOLS=1).
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" || os.Getenv("KILN_REQUIRE_TOOLS") == "1" {
-			t.Fatalf("%s is not installed (make deps installs it)", name)
-		}
-		t.Skipf("%s is not installed (make deps installs it)", name)
-	}
-	return p
-}
-
 // vagrantEnv is the environment Vagrant runs in: its own home in a temporary folder, no
 // network checks, libvirt as the provider.
 func vagrantEnv(t *testing.T) []string {
@@ -234,7 +221,7 @@ type network struct {
 // every machine's provider settings as Vagrant computed them.
 func machines(t *testing.T, dir string, fetch bool) map[string]machine {
 	t.Helper()
-	ruby := needTool(t, "ruby")
+	ruby := testkit.RequireTool(t, "ruby")
 	script, err := filepath.Abs("testdata/machines.rb")
 	if err != nil {
 		t.Fatal(err)
@@ -262,7 +249,7 @@ func TestIntegrationVagrantValidate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs vagrant")
 	}
-	bin := needTool(t, "vagrant")
+	bin := testkit.RequireTool(t, "vagrant")
 	env := vagrantEnv(t)
 	list := exec.Command(bin, "plugin", "list")
 	list.Env = env
@@ -409,5 +396,39 @@ func checkVirtualBox(t *testing.T, name, mac string, config []byte, m machine) {
 	priv := privateNetwork(t, name, m.VirtualBox.Networks)
 	if want := strings.NewReplacer(":", "", "-", "").Replace(mac); priv["mac"] != want {
 		t.Errorf("%s: VirtualBox private network mac %v, want %s", name, priv["mac"], want)
+	}
+}
+
+// What kiln vagrant did not write survives a rewrite, and a symlinked folder stays a link.
+func TestWriteKeepsUserFilesAndLinks(t *testing.T) {
+	root := t.TempDir()
+	real := filepath.Join(root, "real")
+	dir := filepath.Join(root, "env")
+	if err := os.Symlink("real", dir); err != nil {
+		t.Fatal(err)
+	}
+	first := map[string][]byte{"Vagrantfile": []byte(vagrant.Marker + " one\n"), "a.ign": []byte("{}")}
+	if err := vagrant.Write(dir, first); err != nil {
+		t.Fatal(err)
+	}
+	notes := filepath.Join(dir, "NOTES.md")
+	if err := os.WriteFile(notes, []byte("mine"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	second := map[string][]byte{"Vagrantfile": []byte(vagrant.Marker + " two\n"), "b.ign": []byte("{}")}
+	if err := vagrant.Write(dir, second); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(notes); err != nil || string(b) != "mine" {
+		t.Errorf("NOTES.md lost: %q %v", b, err)
+	}
+	if l, err := os.Readlink(dir); err != nil || l != "real" {
+		t.Errorf("env is no longer the link: %q %v", l, err)
+	}
+	if _, err := os.Stat(filepath.Join(real, "b.ign")); err != nil {
+		t.Errorf("b.ign not written where env points: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(real, "a.ign")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a.ign of the old set is still there (%v)", err)
 	}
 }

@@ -20,7 +20,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
+
+	"github.com/kiln-cluster/kiln/internal/atomicfile"
+	"github.com/kiln-cluster/kiln/internal/inputfile"
 )
 
 // The errors of a PKI directory's contents.
@@ -29,6 +33,9 @@ var (
 	ErrNoKey         = errors.New("no PEM private key")
 	ErrKeyCannotSign = errors.New("private key cannot sign")
 	ErrKeyMismatch   = errors.New("private key does not match the certificate")
+	// ErrNoPKI: Open found no CA in the folder. Only kiln render makes a PKI; every other
+	// command uses the one it made, so that all deliveries hand out certificates of one CA.
+	ErrNoPKI = errors.New("no cluster CA (ca.crt and ca.key) in this folder; only kiln render creates a PKI: point --pki at the OUT/pki folder of kiln render -o OUT")
 )
 
 // Validity of what the PKI issues. The CA outlives the leaves so that leaves can be renewed.
@@ -94,10 +101,24 @@ func leafPath(dir, node, kind string) (cert, key string) {
 }
 
 // Ensure loads the PKI kept in dir and issues what is missing, expired or no longer matches a
-// node's addresses. It writes nothing: call Write to keep the result (into the same or another dir).
+// node's addresses; when dir holds no CA it makes a new one. It writes nothing: call Write to
+// keep the result (into the same or another dir). Only kiln render creates a PKI: other
+// commands call Open.
 func Ensure(dir, cluster string, nodes []Node, now time.Time) (*Bundle, error) {
+	return ensure(dir, cluster, nodes, now, true)
+}
+
+// Open is Ensure for a PKI that must exist already: when dir holds no CA it returns an error
+// wrapping ErrNoPKI that names the folder (as an absolute path) instead of making a new CA, so
+// that a mistyped or missing --pki never gives nodes certificates of a second CA. Leaves that
+// are missing or no longer fit are still issued, by the existing CA.
+func Open(dir, cluster string, nodes []Node, now time.Time) (*Bundle, error) {
+	return ensure(dir, cluster, nodes, now, false)
+}
+
+func ensure(dir, cluster string, nodes []Node, now time.Time, create bool) (*Bundle, error) {
 	b := &Bundle{Dir: dir, Nodes: make(map[string]NodeCerts, len(nodes))}
-	if err := b.loadOrCreateCA(cluster, now); err != nil {
+	if err := b.loadOrCreateCA(cluster, now, create); err != nil {
 		return nil, err
 	}
 	var err error
@@ -141,14 +162,50 @@ func (b *Bundle) Write(dir string) error {
 		if err := os.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
 			return err
 		}
-		if err := os.WriteFile(f.path, f.data, f.mode); err != nil {
-			return err
-		}
-		if err := os.Chmod(f.path, f.mode); err != nil {
+		if err := f.write(); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// write stores the file unless it holds these bytes already. A file that exists is replaced
+// atomically (a PKI in use: kiln userdata adds a node's certificates); a new one is written
+// directly (kiln render writes into a fresh folder that it swaps in as a whole).
+func (f file) write() error {
+	old, err := readSmall(f.path)
+	switch {
+	case err == nil && bytes.Equal(old, f.data):
+	case err == nil:
+		if err := atomicfile.Write(f.path, f.data, f.mode); err != nil {
+			return err
+		}
+	case errors.Is(err, os.ErrNotExist):
+		return os.WriteFile(f.path, f.data, f.mode)
+	default:
+		if err := atomicfile.Write(f.path, f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	return os.Chmod(f.path, f.mode)
+}
+
+// Owned reports whether rel, a slash-separated path inside a PKI folder, is a file that Write
+// writes (for any node): what is not, such as the boot server's token secret or a user's
+// notes, kiln keeps.
+func Owned(rel string) bool {
+	parts := strings.Split(rel, "/")
+	switch len(parts) {
+	case 1:
+		return slices.Contains([]string{"ca.crt", "ca.key", Operator + ".crt", Operator + ".key"}, parts[0])
+	case 3:
+		if parts[0] != "nodes" {
+			return false
+		}
+		kind, ext, _ := strings.Cut(parts[2], ".")
+		return slices.Contains([]string{KindPeer, KindServer, KindClient}, kind) && (ext == "crt" || ext == "key")
+	}
+	return false
 }
 
 type file struct {
@@ -157,14 +214,14 @@ type file struct {
 	mode os.FileMode
 }
 
-func (b *Bundle) loadOrCreateCA(cluster string, now time.Time) error {
-	certPEM, errC := os.ReadFile(CAPath(b.Dir))
-	keyPEM, errK := os.ReadFile(caKeyPath(b.Dir))
+func (b *Bundle) loadOrCreateCA(cluster string, now time.Time, create bool) error {
+	certPEM, errC := readSmall(CAPath(b.Dir))
+	keyPEM, errK := readSmall(caKeyPath(b.Dir))
 	switch {
 	case errC == nil && errK == nil:
-		cert, key, err := parsePair(certPEM, keyPEM)
+		cert, key, err := parsePair(CAPath(b.Dir), certPEM, caKeyPath(b.Dir), keyPEM)
 		if err != nil {
-			return fmt.Errorf("pki: %s: %w", CAPath(b.Dir), err)
+			return fmt.Errorf("pki: %w", err)
 		}
 		if !cert.IsCA {
 			return fmt.Errorf("pki: %s is not a CA certificate", CAPath(b.Dir))
@@ -175,6 +232,13 @@ func (b *Bundle) loadOrCreateCA(cluster string, now time.Time) error {
 		b.CA, b.caCert, b.caKey = certPEM, cert, key
 		return nil
 	case errors.Is(errC, os.ErrNotExist) && errors.Is(errK, os.ErrNotExist):
+		if !create {
+			abs, err := filepath.Abs(b.Dir)
+			if err != nil {
+				abs = b.Dir
+			}
+			return fmt.Errorf("pki: %s: %w", abs, ErrNoPKI)
+		}
 	case errC != nil && !errors.Is(errC, os.ErrNotExist):
 		return fmt.Errorf("pki: %w", errC)
 	case errK != nil && !errors.Is(errK, os.ErrNotExist):
@@ -215,10 +279,10 @@ func (b *Bundle) leaf(n Node, kind string, now time.Time) (Pair, error) {
 // reuseOrIssue returns the pair kept at certPath/keyPath when it was signed by this CA, is not
 // about to expire and names exactly n's addresses; otherwise a new one.
 func (b *Bundle) reuseOrIssue(certPath, keyPath string, n Node, kind string, now time.Time) (Pair, error) {
-	certPEM, errC := os.ReadFile(certPath)
-	keyPEM, errK := os.ReadFile(keyPath)
+	certPEM, errC := readSmall(certPath)
+	keyPEM, errK := readSmall(keyPath)
 	if errC == nil && errK == nil {
-		if cert, _, err := parsePair(certPEM, keyPEM); err == nil && b.fits(cert, n, now) {
+		if cert, _, err := parsePair(certPath, certPEM, keyPath, keyPEM); err == nil && b.fits(cert, n, now) {
 			return Pair{Cert: certPEM, Key: keyPEM}, nil
 		}
 	}
@@ -282,33 +346,36 @@ func encodeKey(k crypto.Signer) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
-func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, crypto.Signer, error) {
+// parsePair parses a certificate and its key; an error names the file it is about.
+func parsePair(certPath string, certPEM []byte, keyPath string, keyPEM []byte) (*x509.Certificate, crypto.Signer, error) {
 	cb, _ := pem.Decode(certPEM)
 	if cb == nil || cb.Type != "CERTIFICATE" {
-		return nil, nil, ErrNoCert
+		return nil, nil, fmt.Errorf("%s: %w", certPath, ErrNoCert)
 	}
 	cert, err := x509.ParseCertificate(cb.Bytes)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%s: %w", certPath, err)
 	}
 	kb, _ := pem.Decode(keyPEM)
 	if kb == nil {
-		return nil, nil, ErrNoKey
+		return nil, nil, fmt.Errorf("%s: %w", keyPath, ErrNoKey)
 	}
 	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%s: %w", keyPath, err)
 	}
 	signer, ok := k.(crypto.Signer)
 	if !ok {
-		return nil, nil, ErrKeyCannotSign
+		return nil, nil, fmt.Errorf("%s: %w", keyPath, ErrKeyCannotSign)
 	}
 	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(cert.PublicKey) {
-		return nil, nil, ErrKeyMismatch
+		return nil, nil, fmt.Errorf("%s: %w (%s)", keyPath, ErrKeyMismatch, certPath)
 	}
 	return cert, signer, nil
 }
+
+func readSmall(path string) ([]byte, error) { return inputfile.Read(path, inputfile.PKILimit) }
 
 func serial() *big.Int {
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))

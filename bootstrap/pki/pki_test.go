@@ -4,9 +4,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -102,5 +104,58 @@ func TestEnsureRejectsHalfCA(t *testing.T) {
 	}
 	if _, err := Ensure(dir, "demo", testNodes(), time.Now()); err == nil {
 		t.Fatal("want an error for a CA certificate without its key")
+	}
+}
+
+func TestOpenRefusesToCreate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	_, err := Open(dir, "demo", testNodes(), time.Now())
+	if !errors.Is(err, ErrNoPKI) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("err = %v, want ErrNoPKI naming %s", err, dir)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Open made %s", dir)
+	}
+	b, err := Ensure(dir, "demo", testNodes(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	b2, err := Open(dir, "demo", testNodes(), time.Now())
+	if err != nil || string(b2.CA) != string(b.CA) {
+		t.Fatalf("Open of an existing PKI: %v", err)
+	}
+}
+
+// A corrupt file is named in the error: the key, not the certificate beside it.
+func TestCorruptCANamesTheFile(t *testing.T) {
+	dir := t.TempDir()
+	b, err := Ensure(dir, "demo", testNodes(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, file, want string
+	}{
+		{"key", "ca.key", "ca.key: no PEM private key"},
+		{"cert", "ca.crt", "ca.crt: no PEM certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, tc.file)
+			good, _ := os.ReadFile(p)
+			t.Cleanup(func() { os.WriteFile(p, good, 0o600) })
+			if err := os.WriteFile(p, []byte("garbage"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Open(dir, "demo", testNodes(), time.Now())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -3,6 +3,8 @@ package pxe
 import (
 	"path"
 	"strings"
+
+	"github.com/kiln-cluster/kiln/images/catalog"
 )
 
 // Assets are the files a network boot of one OS and channel loads, as paths under the assets
@@ -15,30 +17,27 @@ type Assets struct {
 	Rootfs string
 }
 
-// AssetPaths returns where the boot files of os ("flatcar" or "fcos") and channel live under the
-// assets folder: the layout `kiln pxe serve --assets DIR` expects.
+// AssetPaths returns where the boot files of an OS and channel live under the assets folder:
+// the layout `kiln pxe serve --assets DIR` expects, and the one `kiln images pull --platform pxe`
+// writes (the catalog's pxe artifacts under <os>/<channel>/).
 func AssetPaths(os, channel string) Assets {
-	dir := path.Join(os, channel)
-	if os == "fcos" {
-		return Assets{
-			Kernel: path.Join(dir, "fedora-coreos-live-kernel-x86_64"),
-			Initrd: path.Join(dir, "fedora-coreos-live-initramfs.x86_64.img"),
-			Rootfs: path.Join(dir, "fedora-coreos-live-rootfs.x86_64.img"),
+	o := catalog.Of(os)
+	p := o.Platforms["pxe"]
+	var a Assets
+	for _, role := range []struct {
+		name string
+		dst  *string
+	}{{catalog.Kernel, &a.Kernel}, {catalog.Initramfs, &a.Initrd}, {catalog.Rootfs, &a.Rootfs}} {
+		if art, ok := p.Artifact(role.name); ok {
+			*role.dst = o.AssetPath(channel, art)
 		}
 	}
-	return Assets{
-		Kernel: path.Join(dir, "flatcar_production_pxe.vmlinuz"),
-		Initrd: path.Join(dir, "flatcar_production_pxe_image.cpio.gz"),
-	}
+	return a
 }
 
 // DefaultConsole are the console arguments of a boot unless told otherwise: the screen, then the
 // first serial port, which the kernel makes /dev/console because it comes last.
 var DefaultConsole = []string{"console=tty0", "console=ttyS0,115200n8"}
-
-// fcosInitrdName is the name iPXE gives Fedora CoreOS's initramfs, which its initrd= argument
-// refers to (the EFI stub loads initrds by name).
-const fcosInitrdName = "main"
 
 // bootPlan is what a machine's boot script says, whatever the boot loader: the kernel, the
 // initrd and the kernel's arguments, as absolute URLs and final strings.
@@ -56,26 +55,29 @@ type bootPlan struct {
 // an install to disk (when the node's kernelArgs name an install_dev, or the server has one).
 // Then the console arguments, then the node's own kernelArgs, so that they win.
 func (s *Server) plan(m *machine, base string) bootPlan {
+	o := catalog.Of(m.os).PXE
 	a := AssetPaths(m.os, m.channel)
 	assets := base + "/assets/"
 	cfg := s.configURL(m, base)
-	p := bootPlan{kernel: assets + a.Kernel, initrd: assets + a.Initrd}
+	p := bootPlan{kernel: assets + a.Kernel, initrd: assets + a.Initrd, initrdName: o.InitrdName}
 	args := make([]string, 0, 8+len(s.console)+len(m.kargs))
-	switch m.os {
-	case "fcos":
-		p.initrdName = fcosInitrdName
-		args = append(args, "initrd="+fcosInitrdName, "coreos.live.rootfs_url="+assets+a.Rootfs,
-			"ignition.firstboot", "ignition.platform.id=metal")
-		switch {
-		case m.installDev:
-			args = append(args, "coreos.inst.ignition_url="+cfg)
-		case s.cfg.InstallDev != "":
-			args = append(args, "coreos.inst.install_dev="+s.cfg.InstallDev, "coreos.inst.ignition_url="+cfg)
-		default:
-			args = append(args, "ignition.config.url="+cfg)
-		}
+	// The initrd's name as the boot loader knows it (the EFI stub loads initrds by name).
+	name := o.InitrdName
+	if name == "" {
+		name = path.Base(a.Initrd)
+	}
+	args = append(args, "initrd="+name)
+	if o.RootfsArg != "" {
+		args = append(args, o.RootfsArg+"="+assets+a.Rootfs)
+	}
+	args = append(args, o.FirstBoot...)
+	switch {
+	case o.InstallConfigArg != "" && m.installDev:
+		args = append(args, o.InstallConfigArg+"="+cfg)
+	case o.InstallConfigArg != "" && s.cfg.InstallDev != "":
+		args = append(args, o.InstallDevArg+"="+s.cfg.InstallDev, o.InstallConfigArg+"="+cfg)
 	default:
-		args = append(args, "initrd="+path.Base(a.Initrd), "flatcar.first_boot=1", "ignition.config.url="+cfg)
+		args = append(args, o.ConfigArg+"="+cfg)
 	}
 	args = append(args, s.console...)
 	p.args = append(args, m.kargs...)

@@ -17,24 +17,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kiln-cluster/kiln/internal/testkit"
 )
 
-// kilnBin is the kiln binary the Makefile builds ($KILN_BIN); the test skips without it, or
-// fails under $CI or $KILN_REQUIRE_TOOLS.
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+// kilnBin is the kiln binary the Makefile builds ($KILN_BIN), else one built once.
 func kilnBin(t *testing.T) string {
 	t.Helper()
-	bin := os.Getenv("KILN_BIN")
-	if bin != "" {
-		if _, err := os.Stat(bin); err == nil {
-			return bin
-		}
-	}
-	msg := "no kiln binary: set KILN_BIN (make build, then make test-integration sets it)"
-	if os.Getenv("CI") != "" || os.Getenv("KILN_REQUIRE_TOOLS") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
+	return testkit.Binary(t, "KILN_BIN", "github.com/kiln-cluster/kiln/cmd/kiln")
 }
 
 // TestIntegrationPXEServeCommand runs `kiln pxe serve` as users do: it serves on the port it

@@ -22,6 +22,7 @@ import (
 	igntypes "github.com/coreos/ignition/v2/config/v3_7_experimental/types"
 
 	"github.com/kiln-cluster/kiln/internal/testboot"
+	"github.com/kiln-cluster/kiln/internal/testkit"
 )
 
 // ignitionFirstBoot runs the real Ignition binary's fetch and files stages as a machine's first
@@ -66,14 +67,7 @@ func TestE2EPXEBootIgnition(t *testing.T) {
 		t.Skip("boots a QEMU machine")
 	}
 	kit := testboot.Require(t)
-	ignition := os.Getenv("KILN_IGNITION_BIN")
-	if _, err := os.Stat(ignition); ignition == "" || err != nil {
-		msg := "no Ignition binary: set KILN_IGNITION_BIN (make deps builds it)"
-		if os.Getenv("CI") != "" || os.Getenv("KILN_REQUIRE_TOOLS") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	ignition := testkit.Tool(t, "KILN_IGNITION_BIN", "ignition")
 	files := map[string][]byte{}
 	if err := dynamicBinary(files, ignition, "bin/ignition"); err != nil {
 		t.Fatal(err)

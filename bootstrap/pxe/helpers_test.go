@@ -102,7 +102,7 @@ func copyTestPKI(t testing.TB, dst string) {
 			return
 		}
 		var c *render.Compiled
-		if c, _, pkiErr = render.Compile(spec, render.CompileOptions{PKIDir: filepath.Join(pkiDir, "pki")}); pkiErr == nil {
+		if c, _, pkiErr = render.Compile(spec, render.CompileOptions{PKIDir: filepath.Join(pkiDir, "pki"), CreatePKI: true}); pkiErr == nil {
 			pkiErr = render.SavePKI(c.PKI)
 		}
 	})

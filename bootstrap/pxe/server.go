@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kiln-cluster/kiln/bootstrap/render"
+
+	"github.com/kiln-cluster/kiln/images/catalog"
 )
 
 // Config says what the server serves and how.
@@ -104,8 +106,8 @@ func New(cfg Config, first *render.Compiled) (*Server, error) {
 	s.fingerprint = fingerprint(st.watched)
 	s.swap(st)
 	s.checkAssets(st, first)
-	if cfg.InstallDev != "" && first.Spec.Cluster.OS != "fcos" {
-		s.log.Warn("the install disk applies to Fedora CoreOS only: Flatcar machines boot live (install Flatcar with flatcar-install from a snippet)",
+	if o := catalog.Of(first.Spec.Cluster.OS); cfg.InstallDev != "" && o.PXE.InstallDevArg == "" {
+		s.log.Warn("the install disk does not apply to "+o.Title+": its machines boot live (install it to disk from a snippet)",
 			"install_dev", cfg.InstallDev)
 	}
 	return s, nil

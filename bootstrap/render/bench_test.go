@@ -51,8 +51,12 @@ func BenchmarkRender1000(b *testing.B) {
 	s, bundle := bigSpec(b, 1000)
 	b.ResetTimer()
 	for b.Loop() {
-		if _, _, err := Render(s, bundle, Options{}); err != nil {
+		nodes, _, err := Render(s, bundle, Options{})
+		if err != nil {
 			b.Fatal(err)
+		}
+		if st := Count(nodes); st.Spliced != len(nodes) {
+			b.Fatalf("the figure is not the fast path's: %+v", st)
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "ns/node")

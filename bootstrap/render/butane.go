@@ -108,12 +108,7 @@ var mergeKeys = map[string]string{
 // merge merges the YAML mapping child into parent the way Ignition merges configs: mappings
 // key by key, keyed lists entry by entry, other lists appended, scalars replaced by the child's.
 func merge(parent, child *yaml.Node, path string) {
-	if parent.Kind == yaml.DocumentNode {
-		parent = parent.Content[0]
-	}
-	if child.Kind == yaml.DocumentNode {
-		child = child.Content[0]
-	}
+	parent, child = body(parent), body(child)
 	for i := 0; i+1 < len(child.Content); i += 2 {
 		k, cv := child.Content[i], child.Content[i+1]
 		if path == "" && (k.Value == "variant" || k.Value == "version") {
@@ -171,13 +166,19 @@ func lastPart(path string) string {
 	return path
 }
 
+// body is a YAML document's one node (the node itself when it is not a document).
+func body(n *yaml.Node) *yaml.Node {
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		return n.Content[0]
+	}
+	return n
+}
+
 func lookup(m *yaml.Node, key string) *yaml.Node {
 	if m == nil {
 		return nil
 	}
-	if m.Kind == yaml.DocumentNode && len(m.Content) == 1 {
-		m = m.Content[0]
-	}
+	m = body(m)
 	if m.Kind != yaml.MappingNode {
 		return nil
 	}

@@ -11,9 +11,12 @@ import (
 
 // CompileOptions say how to turn a spec file into configs.
 type CompileOptions struct {
-	// PKIDir holds the cluster's PKI; it is created on first use and reused after, so that every
-	// delivery (render, PXE, user-data, Vagrant) hands out the same certificates.
+	// PKIDir holds the cluster's PKI, reused by every delivery (render, PXE, user-data, Vagrant)
+	// so that all hand out certificates of the same CA.
 	PKIDir string
+	// CreatePKI lets Compile make a new CA when PKIDir holds none (kiln render only). Without it
+	// a PKIDir with no CA is an error wrapping pki.ErrNoPKI that names the folder.
+	CreatePKI bool
 	// KilnVersion names the kiln-node release fetched when the spec names no URL.
 	KilnVersion string
 	// KilnNodeFile is hashed for Ignition's verification when the spec gives neither a hash
@@ -30,6 +33,9 @@ type Compiled struct {
 	Spec  *spec.Spec
 	Nodes []Node
 	PKI   *pki.Bundle
+	// Stats counts the nodes spliced (the fast path), translated whole, and those that fell
+	// back because the fast path is lost.
+	Stats Stats
 }
 
 // Node returns the named node's configs, or nil.
@@ -42,9 +48,38 @@ func (c *Compiled) Node(name string) *Node {
 	return nil
 }
 
-// Compile loads the spec at path, applies its defaults, validates it, makes or reuses the PKI
-// in opt.PKIDir (writing it there when anything was issued) and renders every node.
+// Compile loads the spec at path, applies its defaults, validates it, opens the PKI in
+// opt.PKIDir (made anew only with opt.CreatePKI; nothing is written: see SavePKI) and renders
+// every node.
 func Compile(path string, opt CompileOptions) (*Compiled, report.Report, error) {
+	s, rep, err := Load(path, opt)
+	if err != nil {
+		return nil, rep, err
+	}
+	now := opt.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	open := pki.Open
+	if opt.CreatePKI {
+		open = pki.Ensure
+	}
+	b, err := open(opt.PKIDir, s.Cluster.Name, PKINodes(s), now)
+	if err != nil {
+		return nil, rep, err
+	}
+	nodes, r, err := Render(s, b, Options{})
+	rep.Merge(r)
+	if err != nil {
+		return nil, rep, err
+	}
+	return &Compiled{Spec: s, Nodes: nodes, PKI: b, Stats: Count(nodes)}, rep, nil
+}
+
+// Load reads the spec at path, applies its defaults (kiln's version, the kiln-node file) and
+// validates it: what Compile does before the PKI and rendering, and all that kiln validate does.
+// The error is ErrSpec when the report has errors (or, with opt.Strict, warnings).
+func Load(path string, opt CompileOptions) (*spec.Spec, report.Report, error) {
 	s, rep := spec.Load(path)
 	if s == nil {
 		return nil, rep, ErrSpec
@@ -57,20 +92,7 @@ func Compile(path string, opt CompileOptions) (*Compiled, report.Report, error) 
 	if rep.HasErrors(opt.Strict) {
 		return nil, rep, ErrSpec
 	}
-	now := opt.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
-	b, err := pki.Ensure(opt.PKIDir, s.Cluster.Name, PKINodes(s), now)
-	if err != nil {
-		return nil, rep, err
-	}
-	nodes, r, err := Render(s, b, Options{})
-	rep.Merge(r)
-	if err != nil {
-		return nil, rep, err
-	}
-	return &Compiled{Spec: s, Nodes: nodes, PKI: b}, rep, nil
+	return s, rep, nil
 }
 
 // SavePKI writes the bundle to its directory unless it is already there unchanged.

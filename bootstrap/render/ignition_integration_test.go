@@ -13,37 +13,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kiln-cluster/kiln/bootstrap/pki"
+	"github.com/kiln-cluster/kiln/internal/testkit"
 	nodeconfig "github.com/kiln-cluster/kiln/node/config"
 )
-
-// tool finds a binary built by `make deps` (env var, or bin/tools under the module root). It
-// skips the test when the binary is missing, unless CI or KILN_REQUIRE_TOOLS asks for it.
-func tool(t *testing.T, env, name string) string {
-	t.Helper()
-	if p := os.Getenv(env); p != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	dir, _ := os.Getwd()
-	for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			if p := filepath.Join(d, "bin", "tools", name); fileExists(p) {
-				return p
-			}
-			break
-		}
-	}
-	if os.Getenv("CI") != "" || os.Getenv("KILN_REQUIRE_TOOLS") != "" {
-		t.Fatalf("%s not found: run `make deps` or set %s", name, env)
-	}
-	t.Skipf("%s not found: run `make deps` or set %s", name, env)
-	return ""
-}
-
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // minimalRoot makes the /etc that Ignition's files stage needs to add users and write units.
 func minimalRoot(t *testing.T) string {
@@ -82,7 +57,7 @@ func TestIntegrationIgnitionApply(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	ignition := tool(t, "KILN_IGNITION_BIN", "ignition")
+	ignition := testkit.Tool(t, "KILN_IGNITION_BIN", "ignition")
 	if os.Geteuid() != 0 {
 		t.Skip("Ignition's files stage adds users with useradd, which needs root")
 	}
@@ -121,7 +96,7 @@ nodes:
 				t.Fatal(err)
 			}
 			s := loadSpec(t, path)
-			b, err := pki.Ensure(filepath.Join(dir, "pki"), s.Cluster.Name, PKINodes(s), nowForTests())
+			b, err := pki.Ensure(filepath.Join(dir, "pki"), s.Cluster.Name, PKINodes(s), time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}

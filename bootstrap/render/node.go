@@ -20,45 +20,28 @@ import (
 	"github.com/kiln-cluster/kiln/bootstrap/pki"
 	"github.com/kiln-cluster/kiln/bootstrap/spec"
 	"github.com/kiln-cluster/kiln/configs"
+	"github.com/kiln-cluster/kiln/internal/inputfile"
 	nodeconfig "github.com/kiln-cluster/kiln/node/config"
+
+	"github.com/kiln-cluster/kiln/images/catalog"
 )
 
 // Where things go on a node.
 const (
 	NodeConfigPath  = nodeconfig.DefaultPath
 	PKIDir          = "/etc/kiln/pki"
-	UnitsDir        = "/etc/kiln/units"
-	UnitsManifest   = UnitsDir + "/units.yaml"
+	UnitsDir        = nodeconfig.DefaultUnitsDir
+	UnitsManifest   = nodeconfig.DefaultManifestPath
 	EtcdEnvPath     = "/etc/kiln/etcd.env"
 	FleetLockListen = "127.0.0.1:4381"
 	MetricsListen   = "127.0.0.1:9438"
 	NodeDataDir     = "/var/lib/kiln"
 )
 
-// binDir is where fetched binaries go: /opt/bin on Flatcar, /usr/local/bin on Fedora CoreOS.
-func binDir(os string) string {
-	if os == "fcos" {
-		return "/usr/local/bin"
-	}
-	return "/opt/bin"
-}
-
-// Manifest is the list of the cluster's units that kiln-node submits on first start
-// (UnitsManifest on every node).
-type Manifest struct {
-	Units []ManifestUnit `yaml:"units"`
-}
-
-// ManifestUnit is one unit file of the cluster and what to start of it.
-type ManifestUnit struct {
-	Name      string `yaml:"name"`
-	Instances int    `yaml:"instances,omitempty"`
-	State     string `yaml:"state"`
-}
-
 // cluster holds what every node's config is made from, computed once per render.
 type cluster struct {
 	s       *spec.Spec
+	os      *catalog.OS
 	pki     *pki.Bundle
 	variant string
 	version string
@@ -72,8 +55,8 @@ type cluster struct {
 }
 
 func newCluster(s *spec.Spec, b *pki.Bundle) (*cluster, error) {
-	c := &cluster{s: s, pki: b}
-	c.variant, c.version = spec.Variant(s.Cluster.OS)
+	c := &cluster{s: s, os: catalog.Of(s.Cluster.OS), pki: b}
+	c.variant, c.version = c.os.ButaneVariant, c.os.ButaneVersion
 	var err error
 	if c.kilnNodeHash, err = binaryHash(s, &s.Cluster.KilnNode); err != nil {
 		return nil, fmt.Errorf("kilnNode: %w", err)
@@ -89,15 +72,15 @@ func newCluster(s *spec.Spec, b *pki.Bundle) (*cluster, error) {
 		peers = append(peers, fmt.Sprintf("%s=https://%s:%d", m, host, s.Cluster.Etcd.PeerPort))
 	}
 	c.initialCluster = strings.Join(peers, ",")
-	var man Manifest
+	var man nodeconfig.Manifest
 	for i, u := range s.Cluster.Units {
-		raw, err := os.ReadFile(s.Path(u.File))
+		raw, err := inputfile.Read(s.Path(u.File), inputfile.SnippetLimit)
 		if err != nil {
 			return nil, err
 		}
 		name := filepath.Base(u.File)
 		c.units = append(c.units, file{Path: UnitsDir + "/" + name, Mode: 0o644, Contents: contents{Inline: string(raw)}, origin: fmt.Sprintf("cluster.units.%d.file", i)})
-		man.Units = append(man.Units, ManifestUnit{Name: name, Instances: u.Instances, State: u.State})
+		man.Units = append(man.Units, nodeconfig.ManifestUnit{Name: name, Instances: u.Instances, State: u.State})
 	}
 	if len(man.Units) > 0 {
 		raw, err := marshalYAML(man)
@@ -118,7 +101,7 @@ func newCluster(s *spec.Spec, b *pki.Bundle) (*cluster, error) {
 }
 
 func loadSnippet(path string) (*yaml.Node, error) {
-	raw, err := os.ReadFile(path)
+	raw, err := inputfile.Read(path, inputfile.SnippetLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -172,14 +155,15 @@ func (c *cluster) shared(r role) (*yaml.Node, origins, error) {
 	d.Storage.Files = append(d.Storage.Files, file{Path: PKIDir + "/ca.crt", Mode: 0o644, Contents: contents{Inline: string(c.pki.CA)}})
 
 	// OS updates: the channel, and reboots left to kiln-node.
-	up := s.Cluster.Updates
-	if s.Cluster.OS == "flatcar" {
-		body, err := execute("update.conf", map[string]any{"Channel": s.Cluster.Channel, "Server": up.Server, "Strategy": up.Strategy})
+	if !c.os.Updates.PerNode {
+		f, err := c.updateConfig(s.Cluster.Updates.Group)
 		if err != nil {
 			return nil, nil, err
 		}
-		d.Storage.Files = append(d.Storage.Files, file{Path: "/etc/flatcar/update.conf", Mode: 0o644, Overwrite: yes, Contents: contents{Inline: body}})
-		d.Systemd.Units = append(d.Systemd.Units, unit{Name: "locksmithd.service", Mask: yes})
+		d.Storage.Files = append(d.Storage.Files, f)
+	}
+	for _, name := range c.os.Updates.Mask {
+		d.Systemd.Units = append(d.Systemd.Units, unit{Name: name, Mask: yes})
 	}
 
 	// The container runtime and its mirrors.
@@ -220,9 +204,9 @@ func (c *cluster) shared(r role) (*yaml.Node, origins, error) {
 	// etcd, on members.
 	if r.member {
 		e := s.Cluster.Etcd
-		vars := map[string]any{"Cluster": s.Cluster.Name, "Engine": rt.Engine, "Image": e.Image, "Binary": e.Binary.URL != "", "BinaryPath": binDir(s.Cluster.OS) + "/etcd"}
+		vars := map[string]any{"Cluster": s.Cluster.Name, "Engine": rt.Engine, "Image": e.Image, "Binary": e.Binary.URL != "", "BinaryPath": c.os.BinPath("etcd")}
 		if e.Binary.URL != "" {
-			d.Storage.Files = append(d.Storage.Files, fetched(binDir(s.Cluster.OS)+"/etcd", e.Binary.URL, c.etcdHash))
+			d.Storage.Files = append(d.Storage.Files, fetched(c.os.BinPath("etcd"), e.Binary.URL, c.etcdHash))
 		}
 		body, err := execute("kiln-etcd.service", vars)
 		if err != nil {
@@ -232,7 +216,7 @@ func (c *cluster) shared(r role) (*yaml.Node, origins, error) {
 	}
 
 	// kiln-node and the cluster's units it submits.
-	kn := binDir(s.Cluster.OS) + "/kiln-node"
+	kn := c.os.BinPath("kiln-node")
 	d.Storage.Files = append(d.Storage.Files, fetched(kn, s.Cluster.KilnNode.URL, c.kilnNodeHash))
 	body, err := execute("kiln-node.service", map[string]any{"Binary": kn, "Member": r.member})
 	if err != nil {
@@ -276,29 +260,22 @@ func (c *cluster) perNode(i int) (*doc, error) {
 
 	if n.IP != "" {
 		vars := map[string]any{"MAC": strings.ToLower(n.MAC), "IP": n.IP, "Gateway": n.Gateway, "DNS": n.DNS}
-		if s.Cluster.OS == "flatcar" {
-			body, err := execute("node.network", vars)
-			if err != nil {
-				return nil, err
-			}
-			add(file{Path: "/etc/systemd/network/00-kiln.network", Mode: 0o644, Contents: contents{Inline: body}, origin: p + ".ip"})
-		} else {
-			body, err := execute("node.nmconnection", vars)
-			if err != nil {
-				return nil, err
-			}
-			add(file{Path: "/etc/NetworkManager/system-connections/kiln.nmconnection", Mode: 0o600, Contents: contents{Inline: body}, origin: p + ".ip"})
-		}
-	}
-
-	if s.Cluster.OS == "fcos" {
-		// Zincati names the node's reboot group in its FleetLock requests.
-		up := s.Cluster.Updates
-		body, err := execute("zincati.toml", map[string]any{"Channel": s.Cluster.Channel, "Strategy": up.Strategy, "Group": n.Group, "FleetLock": FleetLockListen})
+		nw := c.os.Network
+		body, err := execute(nw.Template, vars)
 		if err != nil {
 			return nil, err
 		}
-		add(file{Path: "/etc/zincati/config.d/55-kiln-updates.toml", Mode: 0o644, Contents: contents{Inline: body}, origin: p + ".group"})
+		add(file{Path: nw.Path, Mode: mode(nw.Mode), Contents: contents{Inline: body}, origin: p + ".ip"})
+	}
+
+	if c.os.Updates.PerNode {
+		// The update agent names the node's reboot group (Zincati in its FleetLock requests).
+		f, err := c.updateConfig(n.Group)
+		if err != nil {
+			return nil, err
+		}
+		f.origin = p + ".group"
+		add(f)
 	}
 
 	certs := c.pki.Nodes[n.Name]
@@ -358,14 +335,34 @@ func (c *cluster) nodeConfig(n *spec.Node) *nodeconfig.Config {
 	if up.Window != nil {
 		nc.Reboot.Window = &nodeconfig.Window{Start: up.Window.Start, Length: up.Window.Length}
 	}
-	// Zincati on Fedora CoreOS asks kiln-node through FleetLock, whatever the cluster's strategy.
-	if up.Strategy == "fleetlock" || (s.Cluster.OS == "fcos" && up.Strategy == "etcd-lock") {
+	// An update agent that speaks FleetLock (Zincati) asks kiln-node through it, whatever the
+	// cluster's strategy.
+	if up.Strategy == "fleetlock" || (c.os.Updates.FleetLock && up.Strategy == "etcd-lock") {
 		nc.FleetLockListen = FleetLockListen
 	}
 	if len(s.Cluster.Units) > 0 {
 		nc.UnitsDir = UnitsDir
 	}
 	return nc
+}
+
+// updateConfig is the OS update agent's configuration: the channel, the update server, and
+// reboots left to kiln-node (group is the reboot group it names).
+func (c *cluster) updateConfig(group string) (file, error) {
+	s := c.s
+	up := s.Cluster.Updates
+	u := c.os.Updates
+	body, err := execute(u.ConfigTemplate, map[string]any{
+		"Channel": s.Cluster.Channel, "Server": up.Server, "Strategy": up.Strategy, "Group": group, "FleetLock": FleetLockListen,
+	})
+	if err != nil {
+		return file{}, err
+	}
+	f := file{Path: u.ConfigPath, Mode: 0o644, Contents: contents{Inline: body}}
+	if u.Overwrite {
+		f.Overwrite = yes
+	}
+	return f, nil
 }
 
 func fetched(path, source, hash string) file {

@@ -29,6 +29,52 @@ type Node struct {
 	Name     string
 	Butane   []byte
 	Ignition []byte
+	// Path says how Ignition was made: spliced (the fast path), whole or fallback; Why says
+	// why a node was not spliced.
+	Path Path
+	Why  string
+}
+
+// Path is how a node's Ignition config was made. All three give the same bytes; the tests hold
+// them to it.
+type Path string
+
+const (
+	// PathSpliced is the fast path: the node's own files, encoded as Butane encodes them, put
+	// into the translation that its role shares.
+	PathSpliced Path = "spliced"
+	// PathWhole: Butane translated the node's whole config, by design: the node has snippets of
+	// its own or files that collide with shared ones, the shared config has links, or
+	// Options.Slow asked for it.
+	PathWhole Path = "whole"
+	// PathFallback: the fast path is lost: Butane's output is not shaped as splicing expects
+	// (a new Butane changed its layout). The configs are right but take a whole translation
+	// each; Stats counts these and kiln warns.
+	PathFallback Path = "fallback"
+)
+
+// Stats counts how a render's nodes were made.
+type Stats struct {
+	Spliced, Whole, Fallback int
+	// Lost is why the fast path was lost, when Fallback > 0.
+	Lost string
+}
+
+// Count returns the Stats of rendered nodes.
+func Count(nodes []Node) Stats {
+	var st Stats
+	for _, n := range nodes {
+		switch n.Path {
+		case PathSpliced:
+			st.Spliced++
+		case PathFallback:
+			st.Fallback++
+			st.Lost = n.Why
+		default:
+			st.Whole++
+		}
+	}
+	return st
 }
 
 // Options tune a render.
@@ -86,11 +132,25 @@ func Render(s *spec.Spec, b *pki.Bundle, opt Options) ([]Node, report.Report, er
 			if err != nil {
 				return err
 			}
-			if !opt.Slow && sp.ign != nil && len(s.Nodes[i].Snippets) == 0 && !sp.collides(pn) {
+			path, why := PathWhole, ""
+			switch {
+			case opt.Slow:
+				why = "Options.Slow"
+			case sp.lost != "":
+				path, why = PathFallback, sp.lost
+			case sp.whole != "":
+				why = sp.whole
+			case len(s.Nodes[i].Snippets) > 0:
+				why = "the node has snippets of its own"
+			case sp.collides(pn):
+				why = "the node's files collide with shared ones"
+			default:
 				out[i], err = sp.splice(name, pn)
+				out[i].Path = PathSpliced
 				return err
 			}
 			out[i], reports[i], err = c.whole(name, sp, pn, s.Nodes[i].Snippets)
+			out[i].Path, out[i].Why = path, why
 			return err
 		})
 	}
@@ -159,12 +219,7 @@ func translate(what, dir string, bu []byte, tree *yaml.Node, o origins, rep *rep
 // mergeUnder adds child's entries to parent where parent has none of the same key: what is
 // shared (the user's cluster snippets among it) wins over kiln's per-node defaults.
 func mergeUnder(parent, child *yaml.Node) {
-	if parent.Kind == yaml.DocumentNode {
-		parent = parent.Content[0]
-	}
-	if child.Kind == yaml.DocumentNode {
-		child = child.Content[0]
-	}
+	parent, child = body(parent), body(child)
 	for i := 0; i+1 < len(child.Content); i += 2 {
 		k, cv := child.Content[i], child.Content[i+1]
 		pv := lookup(parent, k.Value)

@@ -75,6 +75,12 @@ func TestSplicedEqualsWholeTranslation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := loadSpec(t, tc.spec)
 			fast, slow := renderBoth(t, s, testPKI(t, s))
+			if st := Count(fast); st.Spliced != len(s.Nodes) {
+				t.Errorf("fast path taken for %d of %d nodes: %+v", st.Spliced, len(s.Nodes), st)
+			}
+			if st := Count(slow); st.Whole != len(s.Nodes) {
+				t.Errorf("Options.Slow: %+v", st)
+			}
 			if len(fast) != len(s.Nodes) {
 				t.Fatalf("%d nodes rendered, want %d", len(fast), len(s.Nodes))
 			}
@@ -85,9 +91,7 @@ func TestSplicedEqualsWholeTranslation(t *testing.T) {
 				if !bytes.Equal(fast[i].Ignition, slow[i].Ignition) {
 					t.Errorf("%s: config.ign differs:\n--- spliced\n%s\n--- whole\n%s", fast[i].Name, fast[i].Ignition, slow[i].Ignition)
 				}
-				// And Butane agrees with itself on the spliced config.bu.
-				var rep = new(struct{})
-				_ = rep
+				// And Ignition accepts the spliced config.
 				if _, r, err := ignconfig.Parse(fast[i].Ignition); err != nil || r.IsFatal() {
 					t.Errorf("%s: Ignition rejects the config: %v %v", fast[i].Name, err, r)
 				}
@@ -187,8 +191,6 @@ func TestSnippetsMergeLast(t *testing.T) {
 	}
 }
 
-func nowForTests() time.Time { return time.Now() }
-
 // A snippet that is valid alone but conflicts with what kiln writes is reported at the
 // snippet's own line, not at a line of generated output.
 func TestProblemsPointAtTheirSource(t *testing.T) {
@@ -205,5 +207,65 @@ func TestProblemsPointAtTheirSource(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no problem at conflict.bu:5:\n%s", rep.Error())
+	}
+}
+
+// Every example spec takes the fast path on every node: when a new Butane lays out its output
+// otherwise, this fails (and kiln warns users: Compiled.Stats counts the fallbacks).
+func TestExamplesTakeTheFastPath(t *testing.T) {
+	examples, err := filepath.Glob("../../configs/examples/*.yaml")
+	if err != nil || len(examples) == 0 {
+		t.Fatalf("no example specs: %v", err)
+	}
+	for _, path := range examples {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			c, rep, err := Compile(path, CompileOptions{PKIDir: filepath.Join(t.TempDir(), "pki"), CreatePKI: true, KilnVersion: "v0.0.0-test"})
+			if err != nil {
+				t.Fatalf("%v\n%s", err, rep.Error())
+			}
+			for _, n := range c.Nodes {
+				if n.Path != PathSpliced {
+					t.Errorf("%s: %s (%s), not spliced", n.Name, n.Path, n.Why)
+				}
+			}
+			if c.Stats.Spliced != len(c.Nodes) || c.Stats.Fallback != 0 {
+				t.Errorf("stats %+v", c.Stats)
+			}
+		})
+	}
+}
+
+// When Butane's output is not shaped as splicing expects, the loss is said, not silent: the
+// shared part takes no spliced files and names why, and its nodes count as fallbacks.
+func TestLostFastPathIsVisible(t *testing.T) {
+	bu := []byte("storage:\n  files:\n    - path: /etc/a\n    - path: " + sentinelPath + "\n      contents:\n        inline: x\n")
+	good := []byte(`{"storage":{"files":[{"path":"/etc/a"},{"path":"` + sentinelPath + `","contents":{"source":"data:,x"}}]}}`)
+	reordered := []byte(`{"storage":{"files":[{"path":"/etc/a"},{"contents":{"source":"data:,x"},"path":"` + sentinelPath + `"}]}}`)
+	for _, tc := range []struct {
+		name     string
+		bu, ign  []byte
+		wantLost string
+	}{
+		{"as expected", bu, good, ""},
+		{"Ignition fields reordered", bu, reordered, "field order changed"},
+		{"Butane layout changed", []byte("storage:\n  files:\n  - {path: " + sentinelPath + "}\n"), good, "no sentinel entry"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sp := &sharedPart{}
+			lost := sp.cut(tc.bu, tc.ign)
+			if tc.wantLost == "" {
+				if lost != "" || sp.ign == nil || string(sp.ignHead)+string(sp.ignTail) != `{"storage":{"files":[{"path":"/etc/a"},]}}` {
+					t.Fatalf("lost %q, head+tail %s%s", lost, sp.ignHead, sp.ignTail)
+				}
+				return
+			}
+			if !strings.Contains(lost, tc.wantLost) || sp.ign != nil {
+				t.Fatalf("lost %q (want %q), spliceable %v", lost, tc.wantLost, sp.ign != nil)
+			}
+		})
+	}
+	st := Count([]Node{{Path: PathSpliced}, {Path: PathFallback, Why: "field order changed"}, {Path: PathWhole}})
+	if st != (Stats{Spliced: 1, Whole: 1, Fallback: 1, Lost: "field order changed"}) {
+		t.Errorf("Count = %+v", st)
 	}
 }

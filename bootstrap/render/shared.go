@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	igntypes "github.com/coreos/ignition/v2/config/v3_4/types"
@@ -21,10 +22,12 @@ type sharedPart struct {
 	// tree is the shared Butane config as YAML, for nodes that take the whole translation.
 	treeYAML []byte
 	// buHead and buTail surround the per-node files in config.bu; ignHead and ignTail in
-	// config.ign. ign is nil when the shared part cannot take spliced files (links).
+	// config.ign. ign is nil when the shared part cannot take spliced files: whole says why
+	// when that is by design (links), lost when Butane's output is not as splicing expects.
 	buHead, buTail   []byte
 	ignHead, ignTail []byte
 	ign              []byte
+	whole, lost      string
 	paths            map[string]bool
 	indent           string
 	origins          origins
@@ -41,8 +44,13 @@ func (c *cluster) newSharedPart(r role, rep *report.Report) (*sharedPart, error)
 	}
 	storage := lookup(n, "storage")
 	files := lookup(storage, "files")
-	if storage == nil || files == nil || lookup(storage, "links") != nil {
-		return sp, nil // no fast path: whole translations only
+	switch {
+	case files == nil:
+		sp.whole = "the shared config has no files"
+		return sp, nil
+	case lookup(storage, "links") != nil:
+		sp.whole = "the shared config has links"
+		return sp, nil
 	}
 	for _, f := range files.Content {
 		if p := lookup(f, "path"); p != nil {
@@ -67,35 +75,46 @@ func (c *cluster) newSharedPart(r role, rep *report.Report) (*sharedPart, error)
 	if err != nil {
 		return nil, err
 	}
+	sp.lost = sp.cut(bu, ign)
+	return sp, nil
+}
+
+// cut finds the sentinel file in the shared config.bu and config.ign and keeps what surrounds
+// it, for splice. When Butane's output is not as expected (its field order or layout changed)
+// it returns why, and the shared part takes whole translations only.
+func (sp *sharedPart) cut(bu, ign []byte) (lost string) {
 	// config.bu: cut the sentinel's lines out.
 	mark := []byte("- path: " + sentinelPath + "\n")
 	at := bytes.Index(bu, mark)
 	if at < 0 {
-		return sp, nil
+		return "no sentinel entry " + strconv.Quote(string(mark)) + " in the shared config.bu"
 	}
 	lineStart := bytes.LastIndexByte(bu[:at], '\n') + 1
-	sp.indent = string(bu[lineStart:at])
+	indent := string(bu[lineStart:at])
 	end := at + len(mark)
 	for end < len(bu) {
 		nl := bytes.IndexByte(bu[end:], '\n')
+		if nl < 0 {
+			break
+		}
 		line := bu[end : end+nl+1]
-		if !bytes.HasPrefix(line, []byte(sp.indent+"  ")) {
+		if !bytes.HasPrefix(line, []byte(indent+"  ")) {
 			break
 		}
 		end += nl + 1
 	}
-	sp.buHead, sp.buTail = bu[:lineStart], bu[end:]
 	// config.ign: cut the sentinel's object out.
 	jmark := []byte(`{"path":"` + sentinelPath + `"`)
 	start := bytes.Index(ign, jmark)
 	if start < 0 {
-		// Butane orders a file's fields differently than expected: no fast path.
-		return sp, nil
+		return "Butane's Ignition output has no file object starting " + strconv.Quote(string(jmark)) + " (its field order changed?)"
 	}
 	stop := start + matchBrace(ign[start:])
+	sp.indent = indent
+	sp.buHead, sp.buTail = bu[:lineStart], bu[end:]
 	sp.ignHead, sp.ignTail = ign[:start], ign[stop:]
 	sp.ign = ign
-	return sp, nil
+	return ""
 }
 
 // matchBrace returns the length of the JSON object at the start of b.

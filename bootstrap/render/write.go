@@ -1,42 +1,35 @@
 package render
 
 import (
-	"errors"
-	"fmt"
 	"os"
+	"path"
 	"path/filepath"
-
-	"golang.org/x/sys/unix"
+	"strings"
 
 	"github.com/kiln-cluster/kiln/bootstrap/pki"
+	"github.com/kiln-cluster/kiln/internal/atomicfile"
+	"github.com/kiln-cluster/kiln/internal/outdir"
 )
 
-// Write stores the nodes' configs and the PKI under out, atomically: everything is written to
-// a new folder beside out that then takes out's place in one rename, so a failure at any point
+// Write stores the nodes' configs and the PKI under out, in one step (internal/outdir): a new
+// folder is built beside out and then takes its place in one rename, so a failure at any point
 // leaves out as it was. extra files (relative path to contents, mode 0644) go in too.
+//
+// Write owns only the nodes' config.bu and config.ign and the PKI's files (pki.Owned); all else
+// in out is carried into the new folder, never deleted. A symlinked out is followed, and a
+// symlinked out/pki kept: the PKI (and extra files under pki/) are written where it points,
+// each file atomically. A folder out that holds no pki/ca.crt is refused with ErrNotOurs.
 func Write(out string, nodes []Node, b *pki.Bundle, extra map[string][]byte) error {
-	out = filepath.Clean(out)
-	if ents, err := os.ReadDir(out); err == nil && len(ents) > 0 {
-		if _, err := os.Stat(pki.CAPath(filepath.Join(out, "pki"))); err != nil {
-			return fmt.Errorf("%s: %w", out, ErrNotOurs)
-		}
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	parent := filepath.Dir(out)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(out)+".tmp-")
+	r, err := outdir.Begin(out, func(dir string) bool {
+		_, err := os.Stat(pki.CAPath(filepath.Join(dir, "pki")))
+		return err == nil
+	}, ErrNotOurs)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp) // after the swap, tmp holds the old output
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return err
-	}
+	defer r.Close()
 	for _, n := range nodes {
-		dir := filepath.Join(tmp, n.Name)
+		dir := filepath.Join(r.Tmp, n.Name)
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			return err
 		}
@@ -48,27 +41,38 @@ func Write(out string, nodes []Node, b *pki.Bundle, extra map[string][]byte) err
 			return err
 		}
 	}
-	if err := b.Write(filepath.Join(tmp, "pki")); err != nil {
+	pkiDir, err := r.Link("pki")
+	if err != nil {
+		return err
+	}
+	linked := pkiDir != ""
+	if !linked {
+		pkiDir = filepath.Join(r.Tmp, "pki")
+	}
+	if err := b.Write(pkiDir); err != nil {
 		return err
 	}
 	for rel, data := range extra {
-		p := filepath.Join(tmp, rel)
+		p := filepath.Join(r.Tmp, rel)
+		if sub, ok := strings.CutPrefix(filepath.ToSlash(rel), "pki/"); ok && linked {
+			p = filepath.Join(pkiDir, sub)
+		}
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 			return err
 		}
-		if err := os.WriteFile(p, data, 0o644); err != nil {
+		if err := atomicfile.Write(p, data, 0o644); err != nil {
 			return err
 		}
 	}
-	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, out, unix.RENAME_EXCHANGE); err == nil {
-		return nil
-	} else if !errors.Is(err, unix.ENOENT) {
-		if _, statErr := os.Stat(out); statErr == nil {
-			return fmt.Errorf("replacing %s: %w", out, err)
-		}
+	return r.Commit(owned)
+}
+
+// owned reports whether rel, a slash path inside a render's output, is a file render writes:
+// a node's config.bu or config.ign, or a PKI file.
+func owned(rel string) bool {
+	if sub, ok := strings.CutPrefix(rel, "pki/"); ok {
+		return pki.Owned(sub)
 	}
-	if err := os.Remove(out); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err // an empty folder is replaced; anything else was caught above
-	}
-	return os.Rename(tmp, out)
+	dir, name := path.Split(rel)
+	return dir != "" && !strings.Contains(strings.TrimSuffix(dir, "/"), "/") && (name == "config.bu" || name == "config.ign")
 }

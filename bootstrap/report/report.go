@@ -7,9 +7,10 @@ import (
 	"cmp"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
+
+	"github.com/kiln-cluster/kiln/internal/inputfile"
 )
 
 // Severity of a problem.
@@ -64,9 +65,27 @@ func (p Problem) Location() string {
 	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
 }
 
+// MaxPrinted is how many problems Print writes in full; the others are counted in one line.
+const MaxPrinted = 50
+
+// maxMessage bounds a printed message: one that quotes a huge value is cut.
+const maxMessage = 1000
+
 // Report is every problem found.
 type Report struct {
 	Problems []Problem
+	// quotable are the files whose lines Print may quote under a problem: the user's own spec
+	// (Quote). Other files a spec names (units, snippets) may be links to anything, such as
+	// /etc/shadow: their problems give file:line:col and no content.
+	quotable map[string]bool
+}
+
+// Quote lets Print quote the lines of file (the spec the user wrote) under its problems.
+func (r *Report) Quote(file string) {
+	if r.quotable == nil {
+		r.quotable = map[string]bool{}
+	}
+	r.quotable[file] = true
 }
 
 // Add records a problem.
@@ -82,8 +101,13 @@ func (r *Report) Warnf(file string, line, col int, path, format string, a ...any
 	r.Add(Problem{Severity: Warning, File: file, Line: line, Col: col, Path: path, Message: fmt.Sprintf(format, a...)})
 }
 
-// Merge appends all of o's problems.
-func (r *Report) Merge(o Report) { r.Problems = append(r.Problems, o.Problems...) }
+// Merge appends all of o's problems; the files o may quote, r may quote too.
+func (r *Report) Merge(o Report) {
+	r.Problems = append(r.Problems, o.Problems...)
+	for f := range o.quotable {
+		r.Quote(f)
+	}
+}
 
 // HasErrors reports whether any problem is an error, or, when strict, any problem at all.
 func (r Report) HasErrors(strict bool) bool {
@@ -123,26 +147,35 @@ func (r Report) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// Print writes the problems like a compiler: the message, an arrow to file:line:col, the source
-// line and a caret under the column. Sources are read from disk once per file; strict prints
-// warnings as errors.
+// Print writes the problems like a compiler: the message, an arrow to file:line:col and, for a
+// file that may be quoted (Quote), its one line and a caret under the column. Only the first
+// MaxPrinted problems are written in full, then how many more there are; the count line
+// counts them all. strict prints warnings as errors.
 func (r Report) Print(w io.Writer, strict bool) {
 	cache := map[string][][]byte{}
-	for _, p := range r.Problems {
+	for i, p := range r.Problems {
+		if i == MaxPrinted {
+			fmt.Fprintf(w, "... and %d more problems\n", len(r.Problems)-MaxPrinted)
+			break
+		}
 		sev := p.Severity
 		if strict {
 			sev = Error
 		}
-		fmt.Fprintf(w, "%s: %s\n", sev, p.Message)
+		msg := p.Message
+		if len(msg) > maxMessage {
+			msg = strings.ToValidUTF8(msg[:maxMessage], "") + "..."
+		}
+		fmt.Fprintf(w, "%s: %s\n", sev, msg)
 		if loc := p.Location(); loc != "" {
 			fmt.Fprintf(w, "  --> %s\n", loc)
 		}
-		if p.File == "" || p.Line == 0 {
+		if p.File == "" || p.Line == 0 || !r.quotable[p.File] {
 			continue
 		}
 		lines, ok := cache[p.File]
 		if !ok {
-			raw, err := os.ReadFile(p.File)
+			raw, err := inputfile.Read(p.File, inputfile.SpecLimit)
 			if err == nil {
 				lines = bytes.Split(raw, []byte("\n"))
 			}

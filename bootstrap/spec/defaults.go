@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+
+	"github.com/kiln-cluster/kiln/images/catalog"
 )
 
 // Default values of a spec; a spec that names only its nodes gets all of these.
 const (
 	DefaultName          = "kiln"
-	DefaultOS            = "flatcar"
-	DefaultChannel       = "stable"
 	DefaultClientPort    = 2379
 	DefaultPeerPort      = 2380
 	DefaultEtcdImage     = "quay.io/coreos/etcd:v3.6.16"
@@ -31,8 +31,8 @@ func DefaultKilnNodeURL(version string) string {
 func (s *Spec) Defaults(kilnVersion string) {
 	c := &s.Cluster
 	c.Name = or(c.Name, DefaultName)
-	c.OS = or(c.OS, DefaultOS)
-	c.Channel = or(c.Channel, DefaultChannel)
+	c.OS = or(c.OS, catalog.Default.Name)
+	c.Channel = or(c.Channel, catalog.Of(c.OS).DefaultChannel)
 	if len(c.Etcd.Members) == 0 {
 		for _, node := range s.Nodes {
 			if len(c.Etcd.Members) == 3 {
@@ -107,4 +107,30 @@ func or(v, def string) string {
 		return def
 	}
 	return v
+}
+
+// Inputs lists the files the spec is made of: the spec itself and every file it names (units,
+// snippets, local copies of binaries), as paths resolved against the spec's folder. Outputs
+// must never be one of them.
+func (s *Spec) Inputs() []string {
+	in := []string{s.File}
+	add := func(p string) {
+		if p != "" {
+			in = append(in, s.Path(p))
+		}
+	}
+	for _, u := range s.Cluster.Units {
+		add(u.File)
+	}
+	for _, sn := range s.Snippets {
+		add(sn)
+	}
+	for _, n := range s.Nodes {
+		for _, sn := range n.Snippets {
+			add(sn)
+		}
+	}
+	add(s.Cluster.KilnNode.File)
+	add(s.Cluster.Etcd.Binary.File)
+	return in
 }

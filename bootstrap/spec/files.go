@@ -11,14 +11,14 @@ import (
 
 	"github.com/kiln-cluster/kiln/bootstrap/report"
 	"github.com/kiln-cluster/kiln/node/unit"
+
+	"github.com/kiln-cluster/kiln/images/catalog"
 )
 
 // Variant is the Butane variant and version kiln writes for an OS.
 func Variant(os string) (variant, version string) {
-	if os == "fcos" {
-		return "fcos", "1.7.0"
-	}
-	return "flatcar", "1.1.0"
+	o := catalog.Of(os)
+	return o.ButaneVariant, o.ButaneVersion
 }
 
 // CheckSnippet translates a user's Butane snippet alone, reporting Butane's and Ignition's
@@ -30,8 +30,8 @@ func CheckSnippet(file string, raw []byte, os string) (report.Report, error) {
 		Version string `yaml:"version"`
 	}
 	if err := yaml.Unmarshal(raw, &head); err != nil {
-		line, msg := yamlErrorLine(err)
-		r.Errorf(file, line, 0, "", "%s", msg)
+		line, col, msg := yamlError(raw, err)
+		r.Errorf(file, line, col, "", "%s", msg)
 		return r, nil
 	}
 	want, _ := Variant(os)
@@ -72,7 +72,8 @@ func FromButane(r *report.Report, file string, vr vreport.Report) {
 }
 
 // checkUnit reports the problems of a unit file, its name and its [X-Fleet] section among them,
-// each at its line and column in the unit file.
+// each at its line and column in the unit file. Only the first problem's message may quote
+// the file's text (report.Print quotes no line of it either).
 func checkUnit(file, name string, raw []byte) report.Report {
 	var r report.Report
 	if err := unit.ValidateName(name); err != nil {
@@ -84,9 +85,12 @@ func checkUnit(file, name string, raw []byte) report.Report {
 	switch {
 	case err == nil:
 	case errors.As(err, &errs):
-		for _, e := range errs {
+		for i, e := range errs {
 			msg := e.Err.Error()
-			if e.Detail != "" {
+			// A detail may quote the unit's text. The file may be a link to anything (a
+			// secret, /etc/shadow): at most one line of it is quoted, in the first problem;
+			// the others give their kind and file:line:col.
+			if e.Detail != "" && i == 0 {
 				msg += ": " + e.Detail
 			}
 			r.Errorf(file, e.Line, e.Column, "", "unit %s: %s", name, msg)

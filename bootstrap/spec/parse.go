@@ -2,19 +2,19 @@ package spec
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/kiln-cluster/kiln/bootstrap/report"
+	"github.com/kiln-cluster/kiln/internal/inputfile"
 )
 
 // source is the parsed YAML document of a spec, kept to point problems at their line and column.
@@ -26,10 +26,10 @@ type source struct {
 // Load reads and parses the spec at path. A spec that does not parse gives a report with errors
 // and a nil Spec; a parsed spec is returned with its defaults applied and not yet validated.
 func Load(path string) (*Spec, report.Report) {
-	raw, err := os.ReadFile(path)
+	raw, err := inputfile.Read(path, inputfile.SpecLimit)
 	if err != nil {
-		var r report.Report
-		r.Errorf(path, 0, 0, "", "cannot read the spec: %v", errors.Unwrap(err))
+		var r report.Report // no Quote: the file is not a spec that could be read
+		r.Errorf(path, 0, 0, "", "cannot read the spec: %v", unwrapPathErr(err))
 		return nil, r
 	}
 	return Parse(path, raw)
@@ -39,6 +39,7 @@ func Load(path string) (*Spec, report.Report) {
 // type is reported, not only the first.
 func Parse(file string, raw []byte) (*Spec, report.Report) {
 	var r report.Report
+	r.Quote(file)
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(&doc); err != nil {
@@ -46,8 +47,8 @@ func Parse(file string, raw []byte) (*Spec, report.Report) {
 			r.Errorf(file, 1, 1, "", "the spec is empty: expected a mapping with cluster: and nodes:")
 			return nil, r
 		}
-		line, msg := yamlErrorLine(err)
-		r.Errorf(file, line, 0, "", "%s", msg)
+		line, col, msg := yamlError(raw, err)
+		r.Errorf(file, line, col, "", "%s", msg)
 		return nil, r
 	}
 	var extra yaml.Node
@@ -65,6 +66,9 @@ func Parse(file string, raw []byte) (*Spec, report.Report) {
 	}
 	s := &Spec{File: file, src: &source{file: file, root: root}}
 	checkShape(&r, file, root, reflect.TypeOf(s).Elem(), "")
+	if len(r.Problems) >= maxShapeProblems {
+		r.Errorf(file, 0, 0, "", "stopped after %d problems: is this a cluster spec?", maxShapeProblems)
+	}
 	if r.HasErrors(false) {
 		return nil, r
 	}
@@ -79,6 +83,25 @@ func Parse(file string, raw []byte) (*Spec, report.Report) {
 
 var yamlLineRe = regexp.MustCompile(`line (\d+): `)
 
+// yamlError is yamlErrorLine for an error of parsing raw, with the column when it is known.
+// yaml.v3 reports a tab in indentation at the line of the token before it (the scanner's
+// context), often lines above: the tab itself is found and pointed at instead.
+func yamlError(raw []byte, err error) (line, col int, msg string) {
+	line, msg = yamlErrorLine(err)
+	if !strings.Contains(msg, "tab character") || line < 1 {
+		return line, 0, msg
+	}
+	lines := bytes.Split(raw, []byte("\n"))
+	for i := line - 1; i < len(lines); i++ {
+		l := lines[i]
+		indent := len(l) - len(bytes.TrimLeft(l, " \t"))
+		if t := bytes.IndexByte(l[:indent], '\t'); t >= 0 {
+			return i + 1, t + 1, msg + ": indent with spaces"
+		}
+	}
+	return line, 0, msg
+}
+
 // yamlErrorLine takes the line out of a yaml.v3 error and gives the message without its prefixes.
 func yamlErrorLine(err error) (int, string) {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
@@ -91,11 +114,18 @@ func yamlErrorLine(err error) (int, string) {
 	return line, "invalid YAML: " + msg
 }
 
+// maxShapeProblems bounds the problems checkShape collects: a file that is not a spec (two
+// million unknown keys) is told apart in a moment, not after a report of every key.
+const maxShapeProblems = 1000
+
 var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
 
 // checkShape walks the YAML tree beside the Go type it decodes into and reports unknown keys,
 // duplicate keys and values of the wrong kind, each at its own line and column.
 func checkShape(r *report.Report, file string, n *yaml.Node, t reflect.Type, path string) {
+	if len(r.Problems) >= maxShapeProblems {
+		return
+	}
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
@@ -115,16 +145,16 @@ func checkShape(r *report.Report, file string, n *yaml.Node, t reflect.Type, pat
 		}
 		fields := yamlFields(t)
 		seen := map[string]bool{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
+		for i := 0; i+1 < len(n.Content) && len(r.Problems) < maxShapeProblems; i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if seen[k.Value] {
-				r.Errorf(file, k.Line, k.Column, join(path, k.Value), "duplicate key %q", k.Value)
+				r.Errorf(file, k.Line, k.Column, join(path, k.Value), "duplicate key %s", quote(k.Value))
 				continue
 			}
 			seen[k.Value] = true
 			f, ok := fields[k.Value]
 			if !ok {
-				msg := fmt.Sprintf("unknown key %q in %s", k.Value, pathOrTop(path))
+				msg := fmt.Sprintf("unknown key %s in %s", quote(k.Value), pathOrTop(path))
 				if s := nearest(k.Value, fieldNames(fields)); s != "" {
 					msg += fmt.Sprintf(": did you mean %q?", s)
 				} else {
@@ -148,7 +178,7 @@ func checkShape(r *report.Report, file string, n *yaml.Node, t reflect.Type, pat
 			r.Errorf(file, n.Line, n.Column, path, "%s: expected a mapping, found %s", pathOrTop(path), kindName(n))
 			return
 		}
-		for i := 0; i+1 < len(n.Content); i += 2 {
+		for i := 0; i+1 < len(n.Content) && len(r.Problems) < maxShapeProblems; i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.Kind != yaml.ScalarNode {
 				r.Errorf(file, k.Line, k.Column, path, "%s: keys must be plain strings", pathOrTop(path))
@@ -186,9 +216,19 @@ func kindName(n *yaml.Node) string {
 		case "!!null":
 			return "nothing"
 		}
-		return strconv.Quote(n.Value)
+		return quote(n.Value)
 	}
 	return "an alias"
+}
+
+// quote quotes a value of the input for a message, shortened to its first 60 characters: a
+// message says what is wrong, not the whole value (which may be megabytes long).
+func quote(s string) string {
+	const max = 60
+	if utf8.RuneCountInString(s) <= max {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(string([]rune(s)[:max])) + "..."
 }
 
 func pathOrTop(p string) string {

@@ -3,6 +3,10 @@
 // and Validate reports every problem at once against the line that caused it.
 package spec
 
+import (
+	"github.com/kiln-cluster/kiln/images/catalog"
+)
+
 // Spec is a whole cluster spec file.
 type Spec struct {
 	Cluster Cluster `yaml:"cluster"`
@@ -111,8 +115,7 @@ type Node struct {
 
 // The values that the spec accepts.
 var (
-	OSes       = []string{"flatcar", "fcos"}
-	Channels   = map[string][]string{"flatcar": {"alpha", "beta", "stable", "lts"}, "fcos": {"stable", "testing", "next"}}
+	OSes       = catalog.Names()
 	Strategies = []string{"etcd-lock", "fleetlock", "reboot", "off"}
 	Engines    = []string{"docker", "podman"}
 	States     = []string{"inactive", "loaded", "launched"}

@@ -111,6 +111,49 @@ nodes:
 			},
 		},
 		{
+			name: "nonsense addresses",
+			src: `cluster: {sshAuthorizedKeys: ["` + key + `"], kilnNode: {url: "http://x/k", sha512: "` + strings.Repeat("ab", 64) + `"}, etcd: {members: [n1]}}
+nodes:
+  - {name: n1, ip: 0.0.0.0/0}
+  - {name: n2, ip: 127.0.0.1/8}
+  - {name: n3, ip: 255.255.255.255/32}
+  - {name: n4, ip: 224.0.0.5/24}
+  - {name: n5, ip: 10.1.0.5/0}
+  - {name: n6, ip: 10.0.0.11/24}
+  - {name: n7, ip: "::ffff:10.0.0.11/120"}
+  - {name: n8, ip: 10.2.0.0/24}
+  - {name: n9, ip: 10.2.0.255/24}
+  - {name: m1, mac: "ff:ff:ff:ff:ff:ff"}
+  - {name: m2, mac: "01:00:5e:00:00:01"}
+  - {name: m3, mac: "00:00:00:00:00:00"}
+  - {name: ok1, ip: "fd00::1/64", mac: "52:54:00:00:00:09"}
+  - {name: ok2, ip: 10.3.0.1/31}
+`,
+			want: []string{
+				`error 3:20 IP 0.0.0.0/0: the unspecified address`,
+				`error 4:20 IP 127.0.0.1/8: a loopback address`,
+				`error 5:20 IP 255.255.255.255/32: the broadcast address`,
+				`error 6:20 IP 224.0.0.5/24: a multicast address`,
+				`error 7:20 IP 10.1.0.5/0: a prefix length of 0`,
+				`error 9:20 duplicate IP address 10.0.0.11 (also node n6)`,
+				`error 10:20 the address of the network 10.2.0.0/24`,
+				`error 11:20 the broadcast address of the network 10.2.0.0/24`,
+				`error 12:21 MAC address ff:ff:ff:ff:ff:ff is the broadcast address`,
+				`error 13:21 MAC address 01:00:5e:00:00:01 is a multicast address`,
+				`error 14:21 MAC address 00:00:00:00:00:00 is all zeros`,
+			},
+		},
+		{
+			name: "reserved node name",
+			src:  "cluster: {sshAuthorizedKeys: [\"" + key + "\"], kilnNode: {url: http://x/k, sha512: " + strings.Repeat("ab", 64) + "}}\nnodes:\n  - {name: n1, ip: 10.0.0.1/24}\n  - {name: pki, ip: 10.0.0.2/24}\n",
+			want: []string{`error 4:12 node name "pki" is reserved`, `warning 1:10 2 etcd members`},
+		},
+		{
+			name: "a tab in indentation is pointed at",
+			src:  "cluster:\n  name: demo\nnodes:\n  - name: n1\n\tip: 10.0.0.1/24\n",
+			want: []string{`error 5:1 found a tab character`},
+		},
+		{
 			name: "etcd members, even count and channel",
 			src: `cluster:
   os: fcos

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"maps"
@@ -18,6 +19,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/kiln-cluster/kiln/bootstrap/report"
+	"github.com/kiln-cluster/kiln/images/catalog"
+	"github.com/kiln-cluster/kiln/internal/inputfile"
 )
 
 var (
@@ -75,7 +78,7 @@ func (v *validator) cluster() {
 		v.errorf("cluster.name", "cluster name %q: expected lower-case letters, digits and dashes (at most 63)", c.Name)
 	}
 	if v.oneOf("cluster.os", "os", c.OS, OSes) {
-		v.oneOf("cluster.channel", "channel of "+c.OS, c.Channel, Channels[c.OS])
+		v.oneOf("cluster.channel", "channel of "+c.OS, c.Channel, catalog.Of(c.OS).Channels)
 	}
 	if len(c.SSHAuthorizedKeys) == 0 {
 		v.warnf("cluster", "no sshAuthorizedKeys: nobody will be able to log in as core")
@@ -105,8 +108,8 @@ func (v *validator) cluster() {
 		}
 	}
 	if u.Server != "" && u.Server != "disabled" {
-		if c.OS != "flatcar" {
-			v.errorf("cluster.updates.server", "an update server can only be set for flatcar (Fedora CoreOS uses Zincati's own)")
+		if o := catalog.Of(c.OS); !o.Updates.Server {
+			v.errorf("cluster.updates.server", "an update server cannot be set for %s (%s has its own)", o.Name, o.Updates.Agent)
 		} else {
 			v.url("cluster.updates.server", u.Server, "the update server")
 		}
@@ -156,8 +159,11 @@ func (v *validator) binary(path string, b *Binary) {
 			v.errorf(path+".sha512", "sha512 must be 128 hexadecimal digits")
 		}
 	case b.File != "":
-		if _, err := os.Stat(v.s.Path(b.File)); err != nil {
+		// The file is hashed whole: a FIFO or a device would hang the render or never end.
+		if fi, err := os.Stat(v.s.Path(b.File)); err != nil {
 			v.errorf(path+".file", "cannot read %s: %v", b.File, unwrapPathErr(err))
+		} else if !fi.Mode().IsRegular() {
+			v.errorf(path+".file", "%s: %v", b.File, inputfile.ErrNotRegular)
 		}
 	default:
 		v.warnf(path, "no sha512 and no file to compute it from: Ignition will fetch %s without verifying it", b.URL)
@@ -179,6 +185,8 @@ func (v *validator) nodes() {
 			v.errorf(p, "node without a name")
 		case !nameRe.MatchString(n.Name):
 			v.errorf(p+".name", "node name %q: expected a host name of lower-case letters, digits and dashes", n.Name)
+		case slices.Contains(ReservedNames, n.Name):
+			v.errorf(p+".name", "node name %q is reserved: kiln render writes its own %s folder beside the nodes' folders", n.Name, n.Name)
 		default:
 			if j, dup := names[n.Name]; dup {
 				v.errorf(p+".name", "duplicate node name %q (also node %d, line %d)", n.Name, j, lineOf(v.s, fmt.Sprintf("nodes.%d.name", j)))
@@ -190,6 +198,8 @@ func (v *validator) nodes() {
 			hw, err := net.ParseMAC(n.MAC)
 			if err != nil || len(hw) != 6 {
 				v.errorf(p+".mac", "MAC address %q: expected six hex bytes such as 52:54:00:00:00:01", n.MAC)
+			} else if why := badMAC(hw); why != "" {
+				v.errorf(p+".mac", "MAC address %s is %s: expected a network card's own (unicast) address", hw, why)
 			} else if j, dup := macs[hw.String()]; dup {
 				v.errorf(p+".mac", "duplicate MAC address %s (also node %s)", hw, v.s.Nodes[j].Name)
 			} else {
@@ -200,10 +210,12 @@ func (v *validator) nodes() {
 			pfx, err := netip.ParsePrefix(n.IP)
 			if err != nil {
 				v.errorf(p+".ip", "IP %q: expected an address with its prefix length, such as 10.0.0.11/24 (or no ip for DHCP)", n.IP)
-			} else if j, dup := ips[pfx.Addr()]; dup {
-				v.errorf(p+".ip", "duplicate IP address %s (also node %s)", pfx.Addr(), v.s.Nodes[j].Name)
+			} else if why := badHostPrefix(pfx); why != "" {
+				v.errorf(p+".ip", "IP %s: %s", n.IP, why)
+			} else if j, dup := ips[pfx.Addr().Unmap()]; dup {
+				v.errorf(p+".ip", "duplicate IP address %s (also node %s)", pfx.Addr().Unmap(), v.s.Nodes[j].Name)
 			} else {
-				ips[pfx.Addr()] = i
+				ips[pfx.Addr().Unmap()] = i
 				if n.Gateway != "" {
 					if gw, err := netip.ParseAddr(n.Gateway); err != nil {
 						v.errorf(p+".gateway", "gateway %q is not an IP address", n.Gateway)
@@ -235,6 +247,69 @@ func (v *validator) nodes() {
 			v.snippet(fmt.Sprintf("%s.snippets.%d", p, j), sn)
 		}
 	}
+}
+
+// ReservedNames are names no node may have: kiln render writes these folders in OUT beside
+// the nodes' folders.
+var ReservedNames = []string{"pki"}
+
+// badMAC says why hw cannot be a node's own MAC address, or "" when it can.
+func badMAC(hw net.HardwareAddr) string {
+	switch {
+	case bytes.Equal(hw, net.HardwareAddr{0, 0, 0, 0, 0, 0}):
+		return "all zeros"
+	case bytes.Equal(hw, net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}):
+		return "the broadcast address"
+	case hw[0]&1 == 1:
+		return "a multicast address (the lowest bit of its first byte is set)"
+	}
+	return ""
+}
+
+// badHostPrefix says why p cannot be a node's address with its network, or "" when it can.
+func badHostPrefix(p netip.Prefix) string {
+	a := p.Addr().Unmap()
+	bits := p.Bits()
+	if p.Addr().Is4In6() {
+		bits -= 96
+	}
+	switch {
+	case a.IsUnspecified():
+		return "the unspecified address is no node's address"
+	case a.IsLoopback():
+		return "a loopback address is no node's address (other machines cannot reach it)"
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "the broadcast address is no node's address"
+	case a.IsMulticast():
+		return "a multicast address is no node's address"
+	case bits <= 0:
+		return "a prefix length of 0 puts the whole internet on the node's link: expected the length of its network, such as /24"
+	}
+	if a.Is4() && bits < 31 {
+		net := netip.PrefixFrom(a, bits).Masked()
+		if a == net.Addr() {
+			return fmt.Sprintf("%s is the address of the network %s itself, not of a host in it", a, net)
+		}
+		if a == lastAddr(net) {
+			return fmt.Sprintf("%s is the broadcast address of the network %s", a, net)
+		}
+	}
+	return ""
+}
+
+// lastAddr is the highest address of an IPv4 network.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().As4()
+	for i := range 4 {
+		hostBits := 8*(i+1) - p.Bits() // bits of byte i that belong to the host part
+		switch {
+		case hostBits >= 8:
+			b[i] = 0xff
+		case hostBits > 0:
+			b[i] |= byte(1<<hostBits - 1)
+		}
+	}
+	return netip.AddrFrom4(b)
 }
 
 func lineOf(s *Spec, path string) int {
@@ -300,7 +375,7 @@ func (v *validator) units() {
 		} else if u.Instances > 1 {
 			v.errorf(p+".instances", "%s is not a template (name@.service): it runs once, so instances cannot be %d", name, u.Instances)
 		}
-		raw, err := os.ReadFile(v.s.Path(u.File))
+		raw, err := inputfile.Read(v.s.Path(u.File), inputfile.SnippetLimit)
 		if err != nil {
 			v.errorf(p+".file", "cannot read unit %s: %v", u.File, unwrapPathErr(err))
 			continue
@@ -316,7 +391,7 @@ func (v *validator) snippets() {
 }
 
 func (v *validator) snippet(path, file string) {
-	raw, err := os.ReadFile(v.s.Path(file))
+	raw, err := inputfile.Read(v.s.Path(file), inputfile.SnippetLimit)
 	if err != nil {
 		v.errorf(path, "cannot read snippet %s: %v", file, unwrapPathErr(err))
 		return

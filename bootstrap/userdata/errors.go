@@ -13,4 +13,8 @@ var (
 	ErrNotConfig = errors.New("not an Ignition config: no ignition.version")
 	// ErrPointerURL: the pointer URL is not one Ignition can fetch.
 	ErrPointerURL = errors.New("the pointer URL must be an absolute http, https, tftp, s3 or gs URL")
+	// ErrOutputIsInput: an output names the spec, a file the spec names or a file of the PKI.
+	ErrOutputIsInput = errors.New("refusing to overwrite an input of the delivery")
+	// ErrSameOutput: two outputs name the same file.
+	ErrSameOutput = errors.New("name the same file: give each output its own")
 )

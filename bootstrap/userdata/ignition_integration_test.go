@@ -13,28 +13,8 @@ import (
 	ignconfig "github.com/coreos/ignition/v2/config"
 
 	"github.com/kiln-cluster/kiln/bootstrap/userdata"
+	"github.com/kiln-cluster/kiln/internal/testkit"
 )
-
-// ignitionBin is the Ignition binary `make deps` builds (KILN_IGNITION_BIN, or bin/tools under
-// the module root); the test skips without it, unless CI or KILN_REQUIRE_TOOLS asks for it.
-func ignitionBin(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("KILN_IGNITION_BIN"); p != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := filepath.Abs("../../bin/tools/ignition"); err == nil {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" || os.Getenv("KILN_REQUIRE_TOOLS") != "" {
-		t.Fatal("ignition not found: run make deps or set KILN_IGNITION_BIN")
-	}
-	t.Skip("ignition not found: run make deps or set KILN_IGNITION_BIN")
-	return ""
-}
 
 // TestIntegrationIgnitionResolves hands the real Ignition binary (fetch stage, file platform)
 // the compressed and the pointer user data; the config it ends up with, after following
@@ -44,7 +24,7 @@ func TestIntegrationIgnitionResolves(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the Ignition binary")
 	}
-	ignition := ignitionBin(t)
+	ignition := testkit.Tool(t, "KILN_IGNITION_BIN", "ignition")
 	aws, err := userdata.Lookup("aws")
 	if err != nil {
 		t.Fatal(err)

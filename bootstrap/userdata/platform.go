@@ -11,6 +11,8 @@ package userdata
 import (
 	"fmt"
 	"strings"
+
+	"github.com/kiln-cluster/kiln/images/catalog"
 )
 
 // Kind says how a platform takes the config.
@@ -103,14 +105,8 @@ func Names() []string {
 	return names
 }
 
-// FwCfgName is the fw_cfg entry Ignition reads on QEMU: Flatcar's own name, or the one Fedora
-// CoreOS (and CoreOS before it) uses.
-func FwCfgName(os string) string {
-	if os == "flatcar" {
-		return "opt/org.flatcar-linux/config"
-	}
-	return "opt/com.coreos/config"
-}
+// FwCfgName is the fw_cfg entry Ignition reads on QEMU (the catalog's, per OS).
+func FwCfgName(os string) string { return catalog.Of(os).FwCfgName }
 
 // FwCfgArgs are the QEMU arguments that hand the config in file to the guest (a comma in the
 // path is doubled, as QEMU's option syntax wants).

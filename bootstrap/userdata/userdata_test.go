@@ -71,7 +71,7 @@ nodes:
   - {name: n1, mac: "52:54:00:00:03:01", ip: 10.3.0.11/24}
 snippets: [pad.bu]
 `, osName, emptySHA512))
-	c, rep, err := render.Compile(filepath.Join(dir, "cluster.yaml"), render.CompileOptions{PKIDir: filepath.Join(dir, "pki")})
+	c, rep, err := render.Compile(filepath.Join(dir, "cluster.yaml"), render.CompileOptions{PKIDir: filepath.Join(dir, "pki"), CreatePKI: true})
 	if err != nil {
 		var b strings.Builder
 		rep.Print(&b, false)

@@ -45,6 +45,7 @@ func newRootCmd() *cobra.Command {
 }
 
 func main() {
+	tuneMemory()
 	root := newRootCmd()
 	err := root.Execute()
 	if err == nil {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/kiln-cluster/kiln/node/agent"
 	"github.com/kiln-cluster/kiln/node/config"
+	"github.com/kiln-cluster/kiln/node/etcdconn"
+	"github.com/kiln-cluster/kiln/node/reboot"
 )
 
 func init() { register(newRunCmd) }
@@ -73,6 +75,7 @@ on one host for tests and development.`,
 	fl.StringVar(&f.windowLength, "reboot-window-length", "", "reboot window length, e.g. 2h")
 	fl.StringVar(&f.c.Reboot.Command, "reboot-command", "", "shell command that reboots, instead of logind over D-Bus (development)")
 	fl.StringVar(&f.c.Reboot.RequiredFile, "reboot-required-file", "", "file whose existence asks for a reboot (default /run/reboot-required)")
+	fl.StringVar(&f.c.Reboot.BootMarker, "boot-marker", "", "file of this boot's random marker, on a tmpfs that every boot (and container start) begins empty; \"none\": the kernel's boot ID alone (default "+reboot.DefaultBootMarker+")")
 	fl.StringVar(&f.c.Reboot.CheckInterval, "check-interval", "", "how often to check for a needed reboot (default 10s)")
 	fl.StringVar(&f.c.Executor, "executor", "", "how units run: systemd (D-Bus, files in /run/systemd/system) or exec (child processes; units, logs and state files under DATA-DIR/exec) (default systemd)")
 	fl.StringVar(&f.c.UnitsDir, "units-dir", "", "directory of the cluster's units to submit on first start")
@@ -124,6 +127,7 @@ func (f *runFlags) merged(fl *pflag.FlagSet) (*config.Config, error) {
 	set("max-concurrent", func() { c.Reboot.MaxConcurrent = f.c.Reboot.MaxConcurrent })
 	set("reboot-command", func() { c.Reboot.Command = f.c.Reboot.Command })
 	set("reboot-required-file", func() { c.Reboot.RequiredFile = f.c.Reboot.RequiredFile })
+	set("boot-marker", func() { c.Reboot.BootMarker = f.c.Reboot.BootMarker })
 	set("check-interval", func() { c.Reboot.CheckInterval = f.c.Reboot.CheckInterval })
 	set("executor", func() { c.Executor = f.c.Executor })
 	set("units-dir", func() { c.UnitsDir = f.c.UnitsDir })
@@ -182,11 +186,15 @@ func (f *runFlags) run(cmd *cobra.Command) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	return agent.Run(ctx, agent.Options{
+	err = agent.Run(ctx, agent.Options{
 		Config:       *c,
 		BootID:       f.bootID,
 		UpdateEngine: f.updateEngine,
 		Metrics:      reg,
 		Log:          log,
 	})
+	if errors.Is(err, etcdconn.ErrTLS) {
+		return userError{err} // the certificates given are wrong: the user's to fix
+	}
+	return err
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kiln-cluster/kiln/node/ctl"
 )
@@ -67,7 +66,7 @@ current context that kiln render and kiln up write ($XDG_CONFIG_HOME/kiln/contex
 
 // ctlClient connects to the cluster's etcd as the flags, environment and context say, and
 // returns a context bounded by --timeout. Close the client and call cancel when done.
-func ctlClient(cmd *cobra.Command) (*clientv3.Client, context.Context, context.CancelFunc, error) {
+func ctlClient(cmd *cobra.Command) (*ctl.Client, context.Context, context.CancelFunc, error) {
 	if o := ctlFlags.output; o != "table" && o != "json" {
 		return nil, nil, nil, userErr(fmt.Errorf("output %q: want table or json", o))
 	}
@@ -75,30 +74,52 @@ func ctlClient(cmd *cobra.Command) (*clientv3.Client, context.Context, context.C
 	if err != nil {
 		return nil, nil, nil, userErr(err)
 	}
-	cli, err := ctl.Connect(target)
+	c, err := ctl.Dial(target)
 	if err != nil {
 		return nil, nil, nil, userErr(err)
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), ctlFlags.timeout)
-	return cli, ctx, cancel, nil
+	return c, ctx, cancel, nil
 }
 
-// withEtcd gives a command's body a connected etcd client and a context bounded by --timeout,
-// closing both when it returns.
-func withEtcd(f func(cmd *cobra.Command, args []string, cli *clientv3.Client, ctx context.Context) error) func(*cobra.Command, []string) error {
+// withClient gives a command's body a connected client and a context bounded by --timeout,
+// closing both when it returns; the client's user errors exit 1.
+func withClient(f func(cmd *cobra.Command, args []string, c *ctl.Client, ctx context.Context) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, a []string) error {
-		cli, ctx, cancel, err := ctlClient(cmd)
+		c, ctx, cancel, err := ctlClient(cmd)
 		if err != nil {
 			return err
 		}
-		defer cli.Close()
+		defer c.Close()
 		defer cancel()
-		return f(cmd, a, cli, ctx)
+		return ctlErr(f(cmd, a, c, ctx))
 	}
+}
+
+// ctlErr marks the client's user errors (exit code 1).
+func ctlErr(err error) error {
+	var ue userError
+	if err != nil && !errors.As(err, &ue) && ctl.IsUserError(err) {
+		return userErr(err)
+	}
+	return err
 }
 
 // ctlJSON reports whether -o json was asked for.
 func ctlJSON() bool { return ctlFlags.output == "json" }
+
+// listing prints what a listing command read: v as JSON under -o json, else the table that
+// table makes of it.
+func listing[T any](cmd *cobra.Command, v T, err error, table func(T) (header []string, rows [][]string)) error {
+	if err != nil {
+		return err
+	}
+	if ctlJSON() {
+		return printJSON(cmd.OutOrStdout(), v)
+	}
+	header, rows := table(v)
+	return printTable(cmd.OutOrStdout(), header, rows)
+}
 
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
@@ -140,41 +161,46 @@ func shortID(id string) string {
 func newCtlMachinesCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:     "machines",
-		Short:   "List the machines in the registry",
+		Aliases: []string{"list-machines"},
+		Short:   "List the machines in the registry: metadata, health, OS, units placed, reboot",
 		Example: "  kiln ctl machines\n  kiln ctl machines -o json",
 		Args:    args(cobra.NoArgs),
-		RunE: withEtcd(func(cmd *cobra.Command, _ []string, cli *clientv3.Client, ctx context.Context) error {
-			rows, err := ctl.Machines(ctx, cli)
-			if err != nil {
-				return err
-			}
-			if ctlJSON() {
-				if rows == nil {
-					rows = []ctl.MachineRow{}
-				}
-				return printJSON(cmd.OutOrStdout(), rows)
-			}
-			var out [][]string
-			for _, r := range rows {
-				var meta []string
-				for k, v := range r.Metadata {
-					meta = append(meta, k+"="+v)
-				}
-				slices.Sort(meta)
-				reboot := orDash(r.Reboot)
-				if r.RebootRequested && r.Reboot == "" {
-					reboot = "requested"
-				}
-				if len(r.Holds) > 0 {
-					reboot += " (holds " + strings.Join(r.Holds, ",") + ")"
-				}
-				out = append(out, []string{shortID(r.ID), orDash(r.Hostname), orDash(strings.Join(r.IPs, ",")),
-					orDash(strings.Join(meta, ",")), r.Health, orDash(r.OS + " " + r.Channel),
-					orDash(r.Version), ago(r.BootTime), reboot})
-			}
-			return printTable(cmd.OutOrStdout(), []string{"MACHINE", "HOSTNAME", "IPS", "METADATA", "HEALTH", "OS", "VERSION", "BOOTED", "REBOOT"}, out)
+		RunE: withClient(func(cmd *cobra.Command, _ []string, c *ctl.Client, ctx context.Context) error {
+			rows, err := c.Machines(ctx)
+			return listing(cmd, rows, err, machinesTable)
 		}),
 	}
+}
+
+func machinesTable(rows []ctl.MachineRow) ([]string, [][]string) {
+	var out [][]string
+	for _, r := range rows {
+		id := shortID(r.ID)
+		if r.Engine {
+			id += " (engine)"
+		}
+		reboot := orDash(r.Reboot)
+		if r.RebootRequested && r.Reboot == "" {
+			reboot = "requested"
+		}
+		if len(r.Holds) > 0 {
+			reboot += " (holds " + strings.Join(r.Holds, ",") + ")"
+		}
+		out = append(out, []string{id, orDash(r.Hostname), orDash(strings.Join(r.IPs, ",")),
+			orDash(metadata(r.Metadata)), r.Health, orDash(r.OS + " " + r.Channel),
+			orDash(r.Version), fmt.Sprint(r.Units), ago(r.BootTime), reboot})
+	}
+	return []string{"MACHINE", "HOSTNAME", "IPS", "METADATA", "HEALTH", "OS", "VERSION", "UNITS", "BOOTED", "REBOOT"}, out
+}
+
+// metadata prints a machine's metadata as sorted key=value pairs.
+func metadata(m map[string]string) string {
+	var meta []string
+	for k, v := range m {
+		meta = append(meta, k+"="+v)
+	}
+	slices.Sort(meta)
+	return strings.Join(meta, ",")
 }
 
 func newCtlLocksCmd() *cobra.Command {
@@ -186,32 +212,25 @@ to reboot and has not come back: it keeps its slot, which is the safe choice, un
 healthy or an operator runs kiln ctl unlock MACHINE.`,
 		Example: "  kiln ctl locks\n  kiln ctl locks -o json",
 		Args:    args(cobra.NoArgs),
-		RunE: withEtcd(func(cmd *cobra.Command, _ []string, cli *clientv3.Client, ctx context.Context) error {
-			rows, err := ctl.Locks(ctx, cli)
-			if err != nil {
-				return err
-			}
-			if ctlJSON() {
-				if rows == nil {
-					rows = []ctl.LockRow{}
-				}
-				return printJSON(cmd.OutOrStdout(), rows)
-			}
-			var out [][]string
-			for _, r := range rows {
-				alive := "-"
-				if r.Holder != "" {
-					alive = "no"
-					if r.Alive {
-						alive = "yes"
-						if r.Rebooted {
-							alive = "yes (rebooted)"
+		RunE: withClient(func(cmd *cobra.Command, _ []string, c *ctl.Client, ctx context.Context) error {
+			rows, err := c.Locks(ctx)
+			return listing(cmd, rows, err, func(rows []ctl.LockRow) ([]string, [][]string) {
+				var out [][]string
+				for _, r := range rows {
+					alive := "-"
+					if r.Holder != "" {
+						alive = "no"
+						if r.Alive {
+							alive = "yes"
+							if r.Rebooted {
+								alive = "yes (rebooted)"
+							}
 						}
 					}
+					out = append(out, []string{r.Group, fmt.Sprintf("%d/%d", r.Max-r.Free, r.Max), orDash(r.Holder), ago(r.Since), alive})
 				}
-				out = append(out, []string{r.Group, fmt.Sprintf("%d/%d", r.Max-r.Free, r.Max), orDash(r.Holder), ago(r.Since), alive})
-			}
-			return printTable(cmd.OutOrStdout(), []string{"GROUP", "HELD", "HOLDER", "SINCE", "ALIVE"}, out)
+				return []string{"GROUP", "HELD", "HOLDER", "SINCE", "ALIVE"}, out
+			})
 		}),
 	}
 }
@@ -224,18 +243,15 @@ func newCtlUnlockCmd() *cobra.Command {
 		Example: `  kiln ctl unlock 0f3c9a1e2b4d4c5e8f6a7b8c9d0e1f2a
   kiln ctl unlock node1 --group workers`,
 		Args: args(cobra.ExactArgs(1)),
-		RunE: withEtcd(func(cmd *cobra.Command, a []string, cli *clientv3.Client, ctx context.Context) error {
-			freed, err := ctl.Unlock(ctx, cli, a[0], group)
-			if errors.Is(err, ctl.ErrNotHolder) {
-				return userErr(err)
-			}
+		RunE: withClient(func(cmd *cobra.Command, a []string, c *ctl.Client, ctx context.Context) error {
+			u, err := c.Unlock(ctx, a[0], group)
 			if err != nil {
 				return err
 			}
 			if ctlJSON() {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"machine": a[0], "freed": freed})
+				return printJSON(cmd.OutOrStdout(), u)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "freed %s's reboot slot in %s\n", a[0], strings.Join(freed, ", "))
+			fmt.Fprintf(cmd.OutOrStdout(), "freed %s's reboot slot in %s\n", u.Machine, strings.Join(u.Freed, ", "))
 			return nil
 		}),
 	}
@@ -251,20 +267,17 @@ func newCtlRebootCmd() *cobra.Command {
 		Short:   "Ask a machine to reboot, through its reboot strategy (it waits for a slot)",
 		Example: `  kiln ctl reboot node1 --reason "kernel parameters changed"`,
 		Args:    args(cobra.ExactArgs(1)),
-		RunE: withEtcd(func(cmd *cobra.Command, a []string, cli *clientv3.Client, ctx context.Context) error {
+		RunE: withClient(func(cmd *cobra.Command, a []string, c *ctl.Client, ctx context.Context) error {
 			by := "kiln ctl"
 			if u, err := user.Current(); err == nil {
 				by = u.Username
 			}
-			err := ctl.RequestReboot(ctx, cli, a[0], by, reason, force)
-			if errors.Is(err, ctl.ErrUnknownMachine) {
-				return userErr(err)
-			}
+			r, err := c.RequestReboot(ctx, ctl.RebootRequest{Machine: a[0], By: by, Reason: reason, Force: force})
 			if err != nil {
 				return err
 			}
 			if ctlJSON() {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"machine": a[0], "requested": true})
+				return printJSON(cmd.OutOrStdout(), r)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "asked %s to reboot; it reboots when its reboot lock allows\n", a[0])
 			return nil

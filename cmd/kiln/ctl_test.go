@@ -10,9 +10,9 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/kiln-cluster/kiln/internal/etcdtest"
 	"github.com/kiln-cluster/kiln/node/config"
 	"github.com/kiln-cluster/kiln/node/ctl"
-	"github.com/kiln-cluster/kiln/internal/etcdtest"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/lock"
 	"github.com/kiln-cluster/kiln/node/registry"

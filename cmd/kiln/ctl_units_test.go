@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-cluster/kiln/node/ctl"
 	"github.com/kiln-cluster/kiln/node/engine"
 	"github.com/kiln-cluster/kiln/node/registry"
 )
@@ -95,7 +96,7 @@ func TestIntegrationCtlUnits(t *testing.T) {
 	if out := ok("start", "my-app@1.service", "my-app@2.service"); strings.Count(out, "launched") != 2 {
 		t.Fatalf("start: %q", out)
 	}
-	var units []engine.UnitStatus
+	var units []ctl.UnitStatus
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		units = nil
@@ -146,6 +147,17 @@ func TestIntegrationCtlUnits(t *testing.T) {
 	}
 	if out := ok("list-machines"); !strings.Contains(out, "m1 (engine)") || !strings.Contains(out, "region=east") {
 		t.Fatalf("list-machines:\n%s", out)
+	}
+	// list-machines is machines under fleetctl's name: one shape.
+	var machines []ctl.MachineRow
+	if err := json.Unmarshal([]byte(ok("list-machines", "-o", "json")), &machines); err != nil {
+		t.Fatal(err)
+	}
+	if len(machines) != 2 || !machines[0].Engine || machines[0].Units+machines[1].Units != 2 || machines[0].Metadata["region"] != "east" {
+		t.Fatalf("list-machines -o json: %+v", machines)
+	}
+	if a, b := ok("machines", "-o", "json"), ok("list-machines", "-o", "json"); a != b {
+		t.Fatalf("machines and list-machines differ:\n%s\n%s", a, b)
 	}
 	if out := ok("cat", "my-app@2.service"); !strings.Contains(out, "Conflicts=my-app@*.service") {
 		t.Fatalf("cat:\n%s", out)

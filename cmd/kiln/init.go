@@ -9,11 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kiln-cluster/kiln/bootstrap/pki"
-	"github.com/kiln-cluster/kiln/bootstrap/render"
-	"github.com/kiln-cluster/kiln/bootstrap/spec"
 	"github.com/kiln-cluster/kiln/configs"
-	"github.com/kiln-cluster/kiln/node/config"
 )
 
 func init() { register(newInitCmd) }
@@ -64,24 +60,4 @@ func newInitCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "overwrite existing files")
 	return cmd
-}
-
-// clusterContext says how `kiln ctl` reaches this cluster's etcd as the operator, with the
-// certificates that render writes to OUT/pki.
-func clusterContext(s *spec.Spec, out string) (*config.Context, error) {
-	abs, err := filepath.Abs(filepath.Join(out, "pki"))
-	if err != nil {
-		return nil, err
-	}
-	var endpoints []string
-	for _, m := range s.Cluster.Etcd.Members {
-		endpoints = append(endpoints, render.ClientURL(s, m))
-	}
-	return &config.Context{
-		Name:      s.Cluster.Name,
-		Endpoints: endpoints,
-		CA:        pki.CAPath(abs),
-		Cert:      pki.OperatorCertPath(abs),
-		Key:       pki.OperatorKeyPath(abs),
-	}, nil
 }

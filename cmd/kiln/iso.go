@@ -3,13 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-cluster/kiln/images/iso"
+	"github.com/kiln-cluster/kiln/internal/inputfile"
 )
 
 func init() { register(newISOCmd) }
@@ -20,9 +20,13 @@ func newISOCmd() *cobra.Command {
 		Short: "Embed Ignition configs and kernel arguments in Fedora CoreOS and Flatcar live ISOs",
 		Long: `Embed an Ignition config in a live ISO, or change its kernel arguments, in the format of
 coreos-installer's "iso ignition" and "iso kargs" commands: the ISO boots and applies the config
-with no network and no typing. The image is changed in place, or written to -o OUT; either way
-atomically (a temporary copy is renamed over the target). A new file is 0600, since a config may
-hold secrets; an image changed in place keeps its mode.`,
+with no network and no typing. The image is changed in place, or written to -o OUT; a symlink is
+followed (its target written, the link kept). A new file is 0600, since a config may hold
+secrets; an existing one keeps its owner and mode. Either way a failure or crash leaves the file
+as it was: a temporary copy is renamed over the target, except for an image changed in place
+that has other hard links, which is patched in place (a rename would cut it off from them) with
+the bytes it changes saved first in an undo journal beside it (.NAME.kiln-undo); the next
+change rolls an interrupted one back.`,
 		Example: `  kiln iso embed -i out/node1/config.ign fedora-coreos-live.x86_64.iso
   kiln iso show fedora-coreos-live.x86_64.iso
   kiln iso kargs modify --append console=ttyS0 -o serial.iso fedora-coreos-live.x86_64.iso`,
@@ -50,9 +54,9 @@ func newISOEmbedCmd() *cobra.Command {
 			var cfg []byte
 			var err error
 			if in == "" || in == "-" {
-				cfg, err = io.ReadAll(cmd.InOrStdin())
+				cfg, err = inputfile.ReadFrom(cmd.InOrStdin(), "standard input", inputfile.ConfigLimit)
 			} else {
-				cfg, err = os.ReadFile(in)
+				cfg, err = inputfile.Read(in, inputfile.ConfigLimit)
 			}
 			if err != nil {
 				return userErr(fmt.Errorf("reading the config: %w", err))

@@ -10,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-cluster/kiln/bootstrap/deliver"
+	"github.com/kiln-cluster/kiln/bootstrap/pki"
 	"github.com/kiln-cluster/kiln/node/version"
 )
 
@@ -67,12 +69,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, errReported):
+	case errors.Is(err, errReported), errors.Is(err, deliver.ErrReported):
 		return 1
 	}
 	fmt.Fprintf(stderr, "kiln: %v\n", err)
 	var ue userError
-	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") {
+	if errors.As(err, &ue) || errors.Is(err, pki.ErrNoPKI) || errors.Is(err, deliver.ErrNoNode) ||
+		strings.HasPrefix(err.Error(), "unknown command") {
 		return 1
 	}
 	return 2

@@ -227,3 +227,26 @@ func snapshot(t *testing.T, dir string) map[string][]byte {
 	})
 	return files
 }
+
+// kiln render keeps what it did not write in OUT: the boot server's token secret in OUT/pki
+// and the user's notes survive a second render, byte for byte.
+func TestRenderKeepsForeignFiles(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	if code, o, e := kiln(t, "render", "-f", example, "-o", out); code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, o, e)
+	}
+	keep := map[string]string{"pki/pxe-token.key": "secret\n", "NOTES.txt": "my notes\n"}
+	for rel, s := range keep {
+		if err := os.WriteFile(filepath.Join(out, rel), []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, o, e := kiln(t, "render", "-f", example, "-o", out); code != 0 {
+		t.Fatalf("second render: exit %d\n%s%s", code, o, e)
+	}
+	for rel, s := range keep {
+		if b, err := os.ReadFile(filepath.Join(out, rel)); err != nil || string(b) != s {
+			t.Errorf("%s: %q %v, want it kept", rel, b, err)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,9 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/bootstrap/pxe"
-	"github.com/kiln-cluster/kiln/bootstrap/render"
-	"github.com/kiln-cluster/kiln/node/version"
 )
 
 func init() { register(newPXECmd) }
@@ -58,6 +56,7 @@ The assets folder (--assets) holds the boot files by OS and channel
   DIR/fcos/<stream>/fedora-coreos-live-kernel-x86_64
   DIR/fcos/<stream>/fedora-coreos-live-initramfs.x86_64.img
   DIR/fcos/<stream>/fedora-coreos-live-rootfs.x86_64.img
+(the layout kiln images pull writes into its cache, served when --assets is not given)
 and whatever else nodes fetch, served under /assets/: for an air-gapped cluster, put kiln-node
 (and etcd) there and point cluster.kilnNode.url (cluster.etcd.binary.url) at
 http://ADDR/assets/kiln-node. DIR/kiln-node, when present, is the file whose hash the configs
@@ -82,26 +81,24 @@ it. Metrics are at /metrics.`,
 			if (certFile == "") != (keyFile == "") {
 				return userErr(pxe.ErrTLS)
 			}
-			if fi, err := os.Stat(assets); err != nil || !fi.IsDir() {
+			if fi, err := os.Stat(assets); assets != "" && (err != nil || !fi.IsDir()) {
 				return userErr(fmt.Errorf("--assets %s: %w", assets, pxe.ErrNoAssets))
 			}
-			opts := render.CompileOptions{PKIDir: pkiDir, KilnVersion: version.Version, KilnNodeFile: siblingKilnNode(), Strict: strict}
-			if p := filepath.Join(assets, "kiln-node"); fileExists(p) {
-				opts.KilnNodeFile = p
+			o := deliverOptions(file, pkiDir, strict, cmd.ErrOrStderr())
+			if p := filepath.Join(assets, "kiln-node"); assets != "" && fileExists(p) {
+				o.KilnNodeFile = p
 			}
-			c, rep, err := render.Compile(file, opts)
-			rep.Print(cmd.ErrOrStderr(), strict)
-			switch {
-			case errors.Is(err, render.ErrSpec), errors.Is(err, render.ErrInvalid):
-				return errReported
-			case err != nil:
+			c, err := deliver.Prepare(o)
+			if err != nil {
 				return err
 			}
-			if err := render.SavePKI(c.PKI); err != nil {
-				return err
+			if assets == "" { // the image cache (kiln images pull --platform pxe)
+				if assets, err = imageAssets(c.Spec.Cluster.OS, c.Spec.Cluster.Channel); err != nil {
+					return userErr(err)
+				}
 			}
 			cfg := pxe.Config{
-				Spec: file, Compile: opts, Assets: assets, BaseURL: baseURL,
+				Spec: file, Compile: o.Compile(), Assets: assets, BaseURL: baseURL,
 				InstallDev: installDev, Poll: poll, Logger: log,
 			}
 			if cmd.Flags().Changed("console") {
@@ -144,7 +141,7 @@ it. Metrics are at /metrics.`,
 	f := cmd.Flags()
 	f.StringVarP(&file, "file", "f", "cluster.yaml", "the cluster spec")
 	f.StringVar(&listen, "listen", "127.0.0.1:8080", "the address to listen on (loopback unless told otherwise)")
-	f.StringVar(&assets, "assets", "assets", "the folder served under /assets/ (boot files, kiln-node, etcd)")
+	f.StringVar(&assets, "assets", "", "the folder served under /assets/ (boot files, kiln-node, etcd; default: the image cache of kiln images pull)")
 	f.StringVar(&pkiDir, "pki", filepath.Join("out", "pki"), "the cluster's PKI folder (kiln render -o OUT keeps it in OUT/pki)")
 	f.StringVar(&certFile, "tls-cert", "", "serve HTTPS with this certificate (PEM; with --tls-key)")
 	f.StringVar(&keyFile, "tls-key", "", "the key of --tls-cert (PEM)")

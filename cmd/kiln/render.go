@@ -1,19 +1,16 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
+	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/bootstrap/render"
-	"github.com/kiln-cluster/kiln/bootstrap/spec"
 	"github.com/kiln-cluster/kiln/node/config"
-	"github.com/kiln-cluster/kiln/node/version"
 )
 
 func init() {
@@ -21,55 +18,10 @@ func init() {
 	register(newRenderCmd)
 }
 
-// loadSpec reads, defaults and validates a spec, printing its problems to w. It returns
-// errReported when there are errors (or, when strict, warnings).
-func loadSpec(path string, strict bool, w io.Writer) (*spec.Spec, error) {
-	s, rep := spec.Load(path)
-	if s != nil {
-		s.Defaults(version.Version)
-		if s.Cluster.KilnNode.SHA512 == "" && s.Cluster.KilnNode.File == "" {
-			s.Cluster.KilnNode.File = siblingKilnNode()
-		}
-		rep.Merge(s.Validate())
-	}
-	rep.Print(w, strict)
-	if s == nil || rep.HasErrors(strict) {
-		return nil, errReported
-	}
-	return s, nil
-}
-
-// compile turns the spec at path into every node's configs with the PKI kept in pkiDir,
-// printing the spec's problems to w (errReported when there are errors).
-func compile(path, pkiDir string, strict bool, w io.Writer) (*render.Compiled, error) {
-	c, rep, err := render.Compile(path, render.CompileOptions{
-		PKIDir:       pkiDir,
-		KilnVersion:  version.Version,
-		KilnNodeFile: siblingKilnNode(),
-		Strict:       strict,
-	})
-	rep.Print(w, strict)
-	switch {
-	case errors.Is(err, render.ErrSpec), errors.Is(err, render.ErrInvalid):
-		return nil, errReported
-	case err != nil:
-		return nil, err
-	}
-	return c, nil
-}
-
-// siblingKilnNode is the kiln-node binary installed beside kiln, hashed for Ignition's
-// verification when the spec gives no hash; "" when there is none.
-func siblingKilnNode() string {
-	exe, err := os.Executable()
-	if err != nil {
-		return ""
-	}
-	p := filepath.Join(filepath.Dir(exe), "kiln-node")
-	if _, err := os.Stat(p); err != nil {
-		return ""
-	}
-	return p
+// deliverOptions are the options every delivery command compiles its spec with, printing the
+// spec's problems to w.
+func deliverOptions(file, pkiDir string, strict bool, w io.Writer) deliver.Options {
+	return deliver.Options{Spec: file, PKIDir: pkiDir, Strict: strict, Problems: w}
 }
 
 func newValidateCmd() *cobra.Command {
@@ -83,7 +35,7 @@ every problem it finds like a compiler does. It exits 0 when there is no error, 
 		Example: "  kiln validate -f configs/examples/demo.yaml\n  kiln validate --strict -f cluster.yaml   # warnings fail too",
 		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := loadSpec(file, strict, cmd.ErrOrStderr()); err != nil {
+			if _, err := deliver.Validate(deliverOptions(file, "", strict, cmd.ErrOrStderr())); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", file)
@@ -107,11 +59,14 @@ render that fails leaves it as it was. The same spec and PKI give byte-identical
 		Example: "  kiln render -f configs/examples/demo.yaml -o out",
 		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := compile(file, filepath.Join(out, "pki"), strict, cmd.ErrOrStderr())
+			// Not Prepare: the PKI is written with the configs, in one step.
+			o := deliverOptions(file, filepath.Join(out, "pki"), strict, cmd.ErrOrStderr())
+			o.CreatePKI = true
+			c, err := deliver.Compile(o)
 			if err != nil {
 				return err
 			}
-			ctx, err := clusterContext(c.Spec, out)
+			ctx, err := deliver.Context(c.Spec, out)
 			if err != nil {
 				return err
 			}

@@ -3,13 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/kiln-cluster/kiln/bootstrap/render"
+	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/bootstrap/userdata"
 )
 
@@ -29,8 +28,11 @@ verifies its SHA-512 (upload --pointer-out there). A config that fits none of th
 
 vsphere prints the guestinfo properties to set (key=value lines); qemu writes the config to -o
 and prints the -fw_cfg argument to give QEMU. The output holds the node's private keys: it is
-written with mode 0600. The certificates come from --pki (made there on first use), the same
-folder kiln render uses, so every delivery hands out the same ones.`,
+written with mode 0600 (an existing file keeps its owner and loses group and other access), in
+one step, through a symlink to its target. -o and --pointer-out must not name the spec, a file it
+names, a file in --pki or each other. The certificates come from --pki, the folder kiln render
+-o OUT made (OUT/pki), so every delivery hands out certificates of the same CA; a folder with no
+CA is refused (only kiln render creates one).`,
 		Example: `  kiln userdata -f configs/examples/demo.yaml --platform aws node1 -o node1.userdata
   kiln userdata -f configs/examples/demo.yaml --platform vsphere node1
   kiln userdata -f configs/examples/demo.yaml --platform qemu node1 -o node1.ign
@@ -48,33 +50,37 @@ folder kiln render uses, so every delivery hands out the same ones.`,
 			if p.Kind == userdata.FwCfg && out == "" {
 				return userErr(errors.New("--platform qemu needs -o FILE: the fw_cfg argument names the file holding the config"))
 			}
-			c, err := compile(file, pkiDir, strict, cmd.ErrOrStderr())
-			if err != nil {
+			o := deliverOptions(file, pkiDir, strict, cmd.ErrOrStderr())
+			o.Nodes = a[:1]
+			c, err := deliver.Prepare(o)
+			if errors.Is(err, deliver.ErrNoNode) {
+				return userErr(err)
+			} else if err != nil {
 				return err
+			}
+			var outs []userdata.Output
+			if out != "" {
+				outs = append(outs, userdata.Output{Flag: "-o", Path: out})
+			}
+			if pointerOut != "" {
+				outs = append(outs, userdata.Output{Flag: "--pointer-out", Path: pointerOut})
+			}
+			if err := userdata.CheckOutputs(outs, c.Spec.Inputs(), []string{pkiDir}); err != nil {
+				return userErr(err)
 			}
 			node := c.Node(a[0])
-			if node == nil {
-				names := make([]string, len(c.Nodes))
-				for i, n := range c.Nodes {
-					names[i] = n.Name
-				}
-				return userErr(fmt.Errorf("no node %q in %s (nodes: %s)", a[0], file, strings.Join(names, ", ")))
-			}
-			if err := render.SavePKI(c.PKI); err != nil {
-				return err
-			}
 			d, err := p.Deliver(node.Ignition, userdata.Options{PointerURL: pointerURL})
 			if err != nil {
 				return userErr(err)
 			}
 			if d.Mode == userdata.Pointer {
-				if err := writeFileAtomic(pointerOut, d.Full); err != nil {
+				if err := userdata.WriteSecret(pointerOut, d.Full); err != nil {
 					return userErr(err)
 				}
 			}
 			stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
 			if out != "" {
-				if err := writeFileAtomic(out, d.Output()); err != nil {
+				if err := userdata.WriteSecret(out, d.Output()); err != nil {
 					return userErr(err)
 				}
 			}
@@ -113,22 +119,4 @@ folder kiln render uses, so every delivery hands out the same ones.`,
 	cmd.Flags().BoolVar(&strict, "strict", false, "treat warnings as errors")
 	_ = cmd.MarkFlagRequired("platform")
 	return cmd
-}
-
-// writeFileAtomic writes data to path with mode 0600 through a temporary file in the same folder
-// and a rename, so a reader never sees half a file.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

@@ -11,9 +11,20 @@ import (
 	ignconfig "github.com/coreos/ignition/v2/config"
 )
 
+// renderedPKI runs kiln render of the example into a temporary folder and returns OUT/pki:
+// only render creates a PKI.
+func renderedPKI(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "out")
+	if code, o, e := kiln(t, "render", "-f", example, "-o", out); code != 0 {
+		t.Fatalf("render: exit %d\n%s%s", code, o, e)
+	}
+	return filepath.Join(out, "pki")
+}
+
 func TestUserdataCommand(t *testing.T) {
 	dir := t.TempDir()
-	pki := filepath.Join(dir, "pki")
+	pki := renderedPKI(t)
 	out := filepath.Join(dir, "node1.userdata")
 	code, _, errs := kiln(t, "userdata", "-f", example, "--pki", pki, "--platform", "aws", "node1", "-o", out)
 	if code != 0 {
@@ -50,7 +61,7 @@ func TestUserdataCommand(t *testing.T) {
 }
 
 func TestUserdataUserErrors(t *testing.T) {
-	pki := filepath.Join(t.TempDir(), "pki")
+	pki := renderedPKI(t)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -75,7 +86,8 @@ func TestUserdataUserErrors(t *testing.T) {
 func TestVagrantCommand(t *testing.T) {
 	dir := t.TempDir()
 	env := filepath.Join(dir, "env")
-	args := []string{"vagrant", "-f", example, "--pki", filepath.Join(dir, "pki"), "-o", env}
+	pki := renderedPKI(t)
+	args := []string{"vagrant", "-f", example, "--pki", pki, "-o", env}
 	code, stdout, errs := kiln(t, args...)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, errs)
@@ -96,7 +108,146 @@ func TestVagrantCommand(t *testing.T) {
 	foreign := filepath.Join(dir, "foreign")
 	os.MkdirAll(foreign, 0o755)
 	os.WriteFile(filepath.Join(foreign, "notes.txt"), []byte("mine"), 0o644)
-	if code, _, errs := kiln(t, "vagrant", "-f", example, "--pki", filepath.Join(dir, "pki"), "-o", foreign); code != 1 || !strings.Contains(errs, "not empty") {
+	if code, _, errs := kiln(t, "vagrant", "-f", example, "--pki", pki, "-o", foreign); code != 1 || !strings.Contains(errs, "not empty") {
 		t.Errorf("foreign folder: exit %d\n%s", code, errs)
 	}
 }
+
+// A missing or mistyped --pki must not make a second CA: only render creates a PKI, the others
+// refuse and name the folder they looked in.
+func TestMissingPKIIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	spec := abs(t, example)
+	t.Chdir(dir)
+	for _, tc := range []struct {
+		name, pki string
+		args      []string
+	}{
+		{"userdata default --pki", "", []string{"userdata", "-f", spec, "--platform", "aws", "node1", "-o", "n1.ud"}},
+		{"userdata mistyped --pki", "oot/pki", []string{"userdata", "-f", spec, "--platform", "aws", "node1", "-o", "n1.ud", "--pki", "oot/pki"}},
+		{"vagrant mistyped --pki", "oot/pki", []string{"vagrant", "-f", spec, "-o", "env", "--pki", "oot/pki"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, errs := kiln(t, tc.args...)
+			looked := filepath.Join(dir, "out", "pki")
+			if tc.pki != "" {
+				looked = filepath.Join(dir, tc.pki)
+			}
+			if code != 1 || !strings.Contains(errs, looked) || !strings.Contains(errs, "only kiln render creates a PKI") {
+				t.Errorf("exit %d, want 1 naming %s:\n%s", code, looked, errs)
+			}
+			for _, p := range []string{"out", "oot", "n1.ud", "env"} {
+				if _, err := os.Stat(filepath.Join(dir, p)); err == nil {
+					t.Errorf("%s was created", p)
+				}
+			}
+		})
+	}
+}
+
+func abs(t *testing.T, p string) string {
+	t.Helper()
+	a, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// copyExamples copies configs/examples into a temporary folder and returns the demo spec there,
+// so tests may point outputs at it without touching the repository.
+func copyExamples(t *testing.T) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "examples")
+	src := filepath.Dir(example)
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), raw, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dst, filepath.Base(example))
+}
+
+// -o and --pointer-out never overwrite the spec, a file it names, the PKI, or each other.
+func TestUserdataRefusesOutputsThatAreInputs(t *testing.T) {
+	spec := copyExamples(t)
+	dir := filepath.Dir(spec)
+	out := filepath.Join(dir, "out")
+	if code, o, e := kiln(t, "render", "-f", spec, "-o", out); code != 0 {
+		t.Fatalf("render: exit %d\n%s%s", code, o, e)
+	}
+	pki := filepath.Join(out, "pki")
+	link := filepath.Join(dir, "spec-link.yaml")
+	hard := filepath.Join(dir, "ca-hard.key")
+	if err := os.Symlink(spec, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(pki, "ca.key"), hard); err != nil {
+		t.Fatal(err)
+	}
+	both := filepath.Join(dir, "n1.ign")
+	base := []string{"userdata", "-f", spec, "--pki", pki, "--platform", "aws", "node1"}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		want  string
+		guard string // a file that must be left as it was
+	}{
+		{"the spec", []string{"-o", spec}, "refusing to overwrite an input", spec},
+		{"a link to the spec", []string{"-o", link}, "refusing to overwrite an input", spec},
+		{"a unit the spec names", []string{"-o", filepath.Join(dir, "units", "node-exporter.service")}, "refusing to overwrite an input", filepath.Join(dir, "units", "node-exporter.service")},
+		{"a snippet", []string{"--pointer-url", "https://x/n1.ign", "--pointer-out", filepath.Join(dir, "snippets", "motd.bu")}, "refusing to overwrite an input", filepath.Join(dir, "snippets", "motd.bu")},
+		{"the CA key", []string{"-o", filepath.Join(pki, "ca.key")}, "refusing to overwrite an input", filepath.Join(pki, "ca.key")},
+		{"a hard link to the CA key", []string{"-o", hard}, "refusing to overwrite an input", hard},
+		{"a new file in the PKI folder", []string{"-o", filepath.Join(pki, "n1.userdata")}, "inside " + pki, ""},
+		{"each other", []string{"-o", both, "--pointer-url", "https://x/n1.ign", "--pointer-out", both}, "-o and --pointer-out: name the same file", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var before []byte
+			if tc.guard != "" {
+				before, _ = os.ReadFile(tc.guard)
+			}
+			code, _, errs := kiln(t, append(base, tc.args...)...)
+			if code != 1 || !strings.Contains(errs, tc.want) {
+				t.Errorf("exit %d, want 1 with %q:\n%s", code, tc.want, errs)
+			}
+			if tc.guard != "" {
+				if after, _ := os.ReadFile(tc.guard); !bytes.Equal(before, after) {
+					t.Errorf("%s was overwritten", tc.guard)
+				}
+			}
+			if exists(filepath.Join(pki, "n1.userdata")) || exists(both) {
+				t.Error("an output was written")
+			}
+		})
+	}
+}
+
+// An existing output keeps its owner but loses group and other access: it holds private keys.
+func TestUserdataOutputMode(t *testing.T) {
+	pki := renderedPKI(t)
+	out := filepath.Join(t.TempDir(), "n1.userdata")
+	if err := os.WriteFile(out, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := kiln(t, "userdata", "-f", example, "--pki", pki, "--platform", "aws", "node1", "-o", out); code != 0 {
+		t.Fatalf("exit %d\n%s", code, errs)
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("%v %v, want mode 0600", fi, err)
+	}
+}
+
+func exists(p string) bool { _, err := os.Lstat(p); return err == nil }

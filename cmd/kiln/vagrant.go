@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kiln-cluster/kiln/bootstrap/render"
+	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/vagrant"
 )
 
@@ -21,7 +21,7 @@ func newVagrantCmd() *cobra.Command {
 		Short: "Write a Vagrantfile and every node's Ignition config for vagrant up (libvirt or VirtualBox)",
 		Long: `Vagrant writes DIR/Vagrantfile, one machine per node, and DIR/<node>.ign, each node's Ignition config
 (mode 0600: it holds the node's keys). DIR is replaced in one step; Vagrant's state in
-DIR/.vagrant is kept. Then run vagrant up in DIR.
+DIR/.vagrant and every file kiln did not write are kept. Then run vagrant up in DIR.
 
 With the libvirt provider, QEMU hands each machine its config through fw_cfg. VirtualBox keeps
 only about 1 KiB in the guest property Ignition reads, so there the property holds a pointer
@@ -32,16 +32,13 @@ interface by it, on a private network with the node's IP. The box is flatcar-<ch
 		Example: "  kiln vagrant -f configs/examples/demo.yaml -o demo-vagrant && cd demo-vagrant && vagrant up --provider libvirt",
 		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := compile(file, pkiDir, strict, cmd.ErrOrStderr())
+			c, err := deliver.Prepare(deliverOptions(file, pkiDir, strict, cmd.ErrOrStderr()))
 			if err != nil {
 				return err
 			}
 			files, err := vagrant.Files(c)
 			if err != nil {
 				return userErr(err)
-			}
-			if err := render.SavePKI(c.PKI); err != nil {
-				return err
 			}
 			if err := vagrant.Write(out, files); err != nil {
 				return userErr(err)

@@ -7,33 +7,22 @@ import (
 	"testing"
 
 	"github.com/ulikunitz/xz"
+
+	"github.com/kiln-cluster/kiln/internal/testkit"
 )
 
 // fixtureDir finds coreos-installer's ISO fixtures in shared/fixtures beside the repository (CI
 // clones the repository as main/ with shared/ beside it); they are not copied into the repository.
 func fixtureDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	dir, err := testkit.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test's directory")
-		}
-		dir = parent
 	}
 	fix := filepath.Join(filepath.Dir(dir), "shared", "fixtures", "coreos-installer-iso")
 	if _, err := os.Stat(fix); err != nil {
 		msg := "coreos-installer ISO fixtures not found at " + fix + " (clone the shared/ folder beside the repository)"
-		if os.Getenv("CI") != "" || os.Getenv("KILN_REQUIRE_TOOLS") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testkit.Missing(t, "%s", msg)
 	}
 	return fix
 }

@@ -13,10 +13,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sort"
+	"syscall"
 
 	"github.com/coreos/ignition/v2/config"
+
+	"github.com/kiln-cluster/kiln/internal/atomicfile"
 )
 
 const (
@@ -279,60 +281,61 @@ func (im *Image) WriteTo(w io.Writer) (int64, error) {
 }
 
 // Save writes the image with the pending changes to out, or over the image itself when out is
-// empty. Either way it is atomic: a temporary file beside out receives a copy of the image and the
-// changes, is synced, then renamed over out; a failure leaves out as it was. A new file is 0600,
-// as it may hold secrets; an image changed in place keeps its mode.
-func (im *Image) Save(out string) (err error) {
-	inPlace := out == "" || out == im.path
+// empty. A symlink is followed: its target is written and the link kept. A new file is 0600, as
+// it may hold secrets; an existing one keeps its mode and owner. Either way a failure or a crash
+// leaves out as it was:
+//   - an image with one name is replaced atomically (internal/atomicfile: a copy beside it, the
+//     changes, fsync, rename), the copy made by the kernel (copy_file_range, a reflink where
+//     the file system can);
+//   - an image changed in place that has other hard links is patched in place, since a rename
+//     would cut it off from them: the bytes it changes are first saved to an undo journal
+//     beside it (.NAME.kiln-undo), which the next change rolls back when a crash interrupted
+//     this one (patchInPlace).
+func (im *Image) Save(out string) error {
 	if out == "" {
 		out = im.path
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(out), ".kiln-iso-*")
+	if st, ok := im.hardLinked(out); ok {
+		return im.patchInPlace(out, st)
+	}
+	err := atomicfile.WriteFunc(out, 0o600, func(w io.Writer) error {
+		wa, ok := w.(io.WriterAt)
+		if !ok {
+			return fmt.Errorf("%s: the temporary file cannot be patched", out)
+		}
+		if _, err := im.f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		if _, err := io.Copy(w, im.f); err != nil {
+			return fmt.Errorf("copying the image: %w", err)
+		}
+		for _, p := range im.patches() {
+			if _, err := wa.WriteAt(p.data, p.offset); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	// os.File.ReadFrom copies in the kernel (copy_file_range: a reflink where the file system can).
-	if _, err = im.f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	if _, err = io.Copy(tmp, im.f); err != nil {
-		return fmt.Errorf("copying the image: %w", err)
-	}
-	for _, p := range im.patches() {
-		if _, err = tmp.WriteAt(p.data, p.offset); err != nil {
-			return err
-		}
-	}
-	if inPlace {
-		st, serr := im.f.Stat()
-		if serr != nil {
-			return serr
-		}
-		if err = tmp.Chmod(st.Mode().Perm()); err != nil {
-			return err
-		}
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), out); err != nil {
-		return err
-	}
-	if d, derr := os.Open(filepath.Dir(out)); derr == nil {
-		d.Sync() // the rename itself durable; best effort
-		d.Close()
-	}
 	slog.Debug("iso written", "path", out, "changes", len(im.patches()))
 	return nil
+}
+
+// hardLinked reports whether out is the open image itself (through symlinks) and has other hard
+// links, which an atomic rename would cut off.
+func (im *Image) hardLinked(out string) (*syscall.Stat_t, bool) {
+	ost, err := os.Stat(out)
+	if err != nil {
+		return nil, false
+	}
+	ist, err := im.f.Stat()
+	if err != nil || !os.SameFile(ost, ist) {
+		return nil, false
+	}
+	st, ok := ist.Sys().(*syscall.Stat_t)
+	return st, ok && st.Nlink > 1
 }
 
 // readAt reads n bytes at off, checking that they lie inside an image of size bytes.

@@ -73,6 +73,9 @@ func ModifyKargs(path string, e KargsEdit, o Options) (string, error) {
 
 // change opens the image, applies f and writes the result where o says.
 func change(path string, o Options, f func(*Image) error) error {
+	if err := rollBack(path); err != nil {
+		return err
+	}
 	im, err := Open(path)
 	if err != nil {
 		return err

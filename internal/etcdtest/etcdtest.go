@@ -33,6 +33,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kiln-cluster/kiln/bootstrap/pki"
+	"github.com/kiln-cluster/kiln/internal/testkit"
 )
 
 // DefaultMembers is the size of the cluster Start makes.
@@ -76,50 +77,11 @@ type options struct {
 // Members sets the number of members (default 3).
 func Members(n int) Option { return func(o *options) { o.members = n } }
 
-// Binary returns the etcd server binary, skipping (or failing under CI/KILN_REQUIRE_TOOLS)
-// the test when there is none.
+// Binary returns the etcd server binary ($KILN_ETCD_BIN, else bin/tools/etcd under the module
+// root), skipping the test (or failing it under CI/KILN_REQUIRE_TOOLS) when there is none.
 func Binary(t testing.TB) string {
 	t.Helper()
-	if p := os.Getenv("KILN_ETCD_BIN"); p != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-		missing(t, "etcd server not found at $KILN_ETCD_BIN="+p+" (run make tools)")
-	}
-	if root := moduleRoot(); root != "" {
-		p := filepath.Join(root, "bin", "tools", "etcd")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	missing(t, "etcd server not found: set KILN_ETCD_BIN or run make tools")
-	return ""
-}
-
-func missing(t testing.TB, msg string) {
-	t.Helper()
-	if os.Getenv("CI") != "" || os.Getenv("KILN_REQUIRE_TOOLS") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
-
-// moduleRoot walks up from the working directory to the directory holding go.mod.
-func moduleRoot() string {
-	dir, err := os.Getwd()
-	if err != nil {
-		return ""
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
-	}
+	return testkit.Tool(t, "KILN_ETCD_BIN", "etcd")
 }
 
 // Start starts a cluster of three members (see Members) and waits until every member is
@@ -287,6 +249,13 @@ func (c *Cluster) Kill(i int) {
 	_ = m.cmd.Process.Signal(syscall.SIGKILL)
 	<-m.done
 	m.paused = false
+}
+
+// Terminate sends SIGTERM to member i (a graceful stop, as at a machine's shutdown) and
+// returns at once; Kill waits for it.
+func (c *Cluster) Terminate(i int) {
+	c.t.Helper()
+	c.signal(i, syscall.SIGTERM, false)
 }
 
 // Restart starts member i again on its ports and data directory (killing it first if it runs),

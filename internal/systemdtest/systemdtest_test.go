@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kiln-cluster/kiln/internal/systemdtest"
+	"github.com/kiln-cluster/kiln/internal/testkit"
 )
 
 const sleeper = `[Unit]
@@ -276,12 +277,8 @@ func countLines(s string) int {
 // buildProbe builds testdata/dbusprobe static (CGO_ENABLED=0) into a temporary directory.
 func buildProbe(t *testing.T) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go is needed to build the probe: %v", err)
-	}
 	out := filepath.Join(t.TempDir(), "dbusprobe")
-	cmd := exec.Command(goBin, "build", "-trimpath", "-o", out, "./testdata/dbusprobe")
+	cmd := exec.Command(testkit.Go(t), "build", "-trimpath", "-o", out, "./testdata/dbusprobe")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build dbusprobe: %v\n%s", err, msg)

@@ -35,6 +35,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kiln-cluster/kiln/internal/testkit"
 )
 
 // Environment variables that point at the kit's parts; the Makefile exports the first.
@@ -98,10 +100,7 @@ func Require(t testing.TB) *Kit {
 	k, err := FindKit()
 	if err != nil {
 		msg := "QEMU boot kit incomplete: " + err.Error()
-		if os.Getenv("CI") != "" || os.Getenv("KILN_REQUIRE_TOOLS") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testkit.Missing(t, "%s", msg)
 	}
 	return k
 }
@@ -110,7 +109,7 @@ func Require(t testing.TB) *Kit {
 func FindKernel() (*Kernel, error) {
 	dir := os.Getenv(EnvKernelDir)
 	if dir == "" {
-		root, err := moduleRoot()
+		root, err := testkit.ModuleRoot()
 		if err != nil {
 			return nil, err
 		}
@@ -145,22 +144,4 @@ func findBusybox() (string, error) {
 		}
 	}
 	return p, nil
-}
-
-// moduleRoot is the directory of the go.mod above the working directory.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/kiln-cluster/kiln/node/engine"
 	"github.com/kiln-cluster/kiln/node/etcdconn"
 	"github.com/kiln-cluster/kiln/node/executor"
+	"github.com/kiln-cluster/kiln/node/executor/exec"
 	"github.com/kiln-cluster/kiln/node/journal"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/lock"
@@ -126,6 +127,17 @@ func NewClient(e config.Etcd) (*clientv3.Client, error) {
 	return etcdconn.New(e.Endpoints, e.CA, e.Cert, e.Key)
 }
 
+// bootMarker is the boot marker's path of a setting: the default when empty, none when "none".
+func bootMarker(setting string) string {
+	switch setting {
+	case "":
+		return reboot.DefaultBootMarker
+	case "none":
+		return ""
+	}
+	return setting
+}
+
 func duration(s string, def time.Duration) time.Duration {
 	if d, err := time.ParseDuration(s); err == nil && d > 0 {
 		return d
@@ -150,7 +162,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	bootID, bootTime := o.BootID, time.Now().UTC()
 	if bootID == "" {
-		if bootID, err = reboot.BootID(); err != nil {
+		if bootID, err = reboot.Boot(bootMarker(c.Reboot.BootMarker)); err != nil {
 			return err
 		}
 		if bt, err := reboot.BootTime(); err == nil {
@@ -171,18 +183,29 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer cli.Close()
+	tlsCfg, err := etcdconn.TLSConfig(c.Etcd.CA, c.Etcd.Cert, c.Etcd.Key)
+	if err != nil {
+		return err
+	}
+	// Settings that etcd's TLS refuses are the user's to fix: say so now rather than retry
+	// (an etcd that does not answer yet is not an error: at first boot the members come up
+	// together).
+	if err := etcdconn.Probe(ctx, c.Etcd.Endpoints, tlsCfg); err != nil {
+		return err
+	}
 
 	hostname := c.Hostname
 	if hostname == "" {
 		hostname, _ = os.Hostname()
 	}
 	// The reconciler follows the registry's lease: it reports under it and fences on it.
-	lease := reconcile.NewLease(cli, nil)
+	lease := registry.NewMachineLease(cli, nil)
 	pub := registry.NewPublisher(cli, lease, registry.Machine{
 		ID: id, Hostname: hostname, IPs: addresses(), Metadata: c.Metadata, Version: version.Version,
 		OS: c.OS, Channel: c.Channel, BootID: bootID, BootTime: bootTime,
 		Health: registry.HealthStarting, Strategy: c.Reboot.Strategy, Group: group,
 	}, duration(c.LeaseTTL, DefaultLeaseTTL), log)
+	pub.Explain = func(ctx context.Context) error { return etcdconn.Probe(ctx, c.Etcd.Endpoints, tlsCfg) }
 	pub.OnUp = func(up bool) {
 		if up {
 			registryUp.Set(1)
@@ -246,7 +269,14 @@ func Run(ctx context.Context, o Options) error {
 	// engine places them elsewhere as soon as it has gone).
 	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPub()
-	g.Go(func() error { return pub.Run(pubCtx) })
+	g.Go(func() error {
+		err := pub.Run(pubCtx)
+		// Shutting down: the units have stopped and the lease is revoked (or given up on),
+		// nothing needs etcd any more. Closing the client ends every call still waiting for an
+		// etcd that went away at the same moment (a reboot stops etcd and kiln-node together).
+		cli.Close()
+		return err
+	})
 	g.Go(func() error { defer stopPub(); return rec.Run(ctx) })
 	g.Go(func() error { return coord.Run(ctx) })
 	g.Go(func() error { return watchKey(ctx, cli, keys.Semaphore(group), coord.Wake, log) })
@@ -272,7 +302,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	g.Go(func() error { return journal.Serve(ctx, cli, id, logs, log) })
 	if c.FleetLockListen != "" {
-		// FleetLock serves every group with the configured limits (Zincati's default group is "default").
+		// FleetLock serves this machine's own group, with its limits; a request for another
+		// group is refused (unknown_group). Zincati's group is "default" unless configured.
 		h := lock.NewFleetLock(mgr, log)
 		if err := serve(ctx, g, "fleetlock", c.FleetLockListen, h, log); err != nil {
 			return err
@@ -294,7 +325,7 @@ func Run(ctx context.Context, o Options) error {
 // files under DATA-DIR/exec: units/, logs/, and state/<unit>.json saying what runs).
 func newExecutor(kind, dataDir, id, bootID, hostname string, log *slog.Logger) (executor.Executor, func(), error) {
 	if kind == "exec" {
-		ex, err := executor.NewExec(executor.ExecConfig{Dir: filepath.Join(dataDir, "exec"), MachineID: id,
+		ex, err := exec.New(exec.Config{Dir: filepath.Join(dataDir, "exec"), MachineID: id,
 			BootID: bootID, Hostname: hostname, Log: log.With("part", "exec")})
 		if err != nil {
 			return nil, nil, fmt.Errorf("exec executor: %w", err)

@@ -14,48 +14,15 @@ import (
 	"time"
 
 	"github.com/kiln-cluster/kiln/internal/etcdtest"
+	"github.com/kiln-cluster/kiln/internal/testkit"
 )
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
+func TestMain(m *testing.M) { testkit.Main(m) }
 
-// nodeBin is the kiln-node binary: $KILN_NODE_BIN when it exists, else built once into a
-// temporary directory (CGO_ENABLED=0, as shipped).
+// nodeBin is the kiln-node binary: $KILN_NODE_BIN, else built once.
 func nodeBin(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("KILN_NODE_BIN"); p != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "kiln-node-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "kiln-node")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/kiln-cluster/kiln/cmd/kiln-node")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("build kiln-node: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
-	os.Exit(code)
+	return testkit.Binary(t, "KILN_NODE_BIN", "github.com/kiln-cluster/kiln/cmd/kiln-node")
 }
 
 // node is one simulated machine: a kiln-node process whose reboot command records the boot ID

@@ -63,6 +63,11 @@ type Reboot struct {
 	Command string `yaml:"command,omitempty"`
 	// RequiredFile is the file that asks for a reboot while it exists ("/run/reboot-required").
 	RequiredFile string `yaml:"requiredFile,omitempty"`
+	// BootMarker is the file that holds this boot's random marker ("/run/kiln-node/boot-marker";
+	// "none": the kernel's boot ID alone). It must be on a filesystem that every boot starts
+	// empty (a tmpfs), so that a restarted container, whose kernel boot ID is the host's, is
+	// seen to have rebooted.
+	BootMarker string `yaml:"bootMarker,omitempty"`
 	// CheckInterval is how often the daemon checks for a needed reboot, as a Go duration ("10s").
 	CheckInterval string `yaml:"checkInterval,omitempty"`
 }

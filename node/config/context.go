@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kiln-cluster/kiln/internal/atomicfile"
 )
 
 // ContextFile is the name of the cluster context that kiln render writes into OUT/pki.
@@ -33,6 +36,34 @@ type Context struct {
 
 // ErrNoContext: there is no current context (nothing rendered yet, no flags).
 var ErrNoContext = errors.New("no cluster context: run kiln render, or give --etcd-endpoints/--etcd-ca/--etcd-cert/--etcd-key")
+
+// ErrIncomplete: some of the settings to reach etcd were given, not all, and there is no
+// context to take the rest from.
+var ErrIncomplete = errors.New("incomplete etcd settings")
+
+// Missing names the settings that c lacks, as the flags that give them.
+func (c *Context) Missing() []string {
+	var out []string
+	if len(c.Endpoints) == 0 {
+		out = append(out, "--etcd-endpoints")
+	}
+	for _, f := range []struct{ flag, v string }{{"--etcd-ca", c.CA}, {"--etcd-cert", c.Cert}, {"--etcd-key", c.Key}} {
+		if f.v == "" {
+			out = append(out, f.flag)
+		}
+	}
+	return out
+}
+
+// Incomplete is the error for a c that lacks settings with no context to fill them: it names
+// what is missing (nil when nothing is).
+func (c *Context) Incomplete() error {
+	m := c.Missing()
+	if len(m) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s not given (flags or KILN_ETCD_* variables), and no cluster context to take it from", ErrIncomplete, strings.Join(m, ", "))
+}
 
 // LoadContext reads a context file; relative paths in it are taken relative to the file.
 func LoadContext(path string) (*Context, error) {
@@ -72,23 +103,10 @@ func SaveContext(path string, c *Context) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".context-*.yaml")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(raw); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, raw, 0o600)
 }
 
 // CurrentContextPath is $XDG_CONFIG_HOME/kiln/context.yaml, else ~/.config/kiln/context.yaml.

@@ -1,8 +1,10 @@
 package ctl
 
 import (
+	"errors"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/kiln-cluster/kiln/node/config"
@@ -48,5 +50,9 @@ func TestResolveOrder(t *testing.T) {
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	if _, err := Resolve(Target{}, env(nil)); err != config.ErrNoContext {
 		t.Fatalf("no context: %v", err)
+	}
+	flags := Target{Endpoints: []string{"https://a:2379"}, CA: "/f/ca", Cert: "/f/cert"}
+	if _, err := Resolve(flags, env(nil)); !errors.Is(err, config.ErrIncomplete) || !strings.Contains(err.Error(), "--etcd-key not given") {
+		t.Fatalf("no context, --etcd-key missing: %v", err)
 	}
 }

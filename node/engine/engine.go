@@ -77,6 +77,9 @@ type Config struct {
 	// OnLead is called (if set) with true when this engine becomes the leader and false when
 	// it stops being the leader.
 	OnLead func(leading bool)
+	// OnReconciled is called (if set) after each pass of planning and writing, with the number
+	// of keys written and the pass's error: benchmarks see when a new leader has caught up.
+	OnReconciled func(written int, err error)
 }
 
 // Engine runs the election and, while it leads, the reconcile loop.
@@ -130,7 +133,12 @@ func (e *Engine) Run(ctx context.Context) error {
 		if time.Since(started) > time.Minute {
 			backoff = 250 * time.Millisecond // a long term: the trouble is new
 		}
-		e.log.Warn("engine term ended", "err", err)
+		if err != nil {
+			e.log.Warn("engine term ended", "err", err)
+		} else {
+			// the session's lease ended (the registry says why): campaign again under the next
+			e.log.Info("engine term ended with the machine's lease, campaigning again")
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -162,7 +170,7 @@ func (e *Engine) term(ctx context.Context) error {
 		cancel()
 	}()
 	defer cancel()
-	if err := el.Campaign(cctx, e.c.ID); err != nil {
+	if err := campaign(cctx, el, e.c.ID); err != nil {
 		return fmt.Errorf("campaign: %w", err)
 	}
 	e.log.Info("engine leading", "key", el.Key(), "rev", el.Rev())
@@ -181,6 +189,21 @@ func (e *Engine) term(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// campaign is el.Campaign bounded by ctx. When ctx ends while it waits, etcd's Campaign
+// resigns with the client's own context, which only the client's Close ends: with etcd gone at
+// that moment (a reboot stops etcd and kiln-node together) it would never return. So the call
+// runs apart and is left behind when ctx ends; it returns when the daemon closes the client.
+func campaign(ctx context.Context, el *concurrency.Election, id string) error {
+	done := make(chan error, 1)
+	go func() { done <- el.Campaign(ctx, id) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // session is the election's session: under the machine's lease (waiting until it is live), or
@@ -285,6 +308,9 @@ func (e *Engine) reconcile(ctx context.Context, st *state, fence clientv3.Cmp) e
 	plans.Observe(planned.Seconds())
 	unplacedUnits.Set(float64(sum.reasons))
 	if len(first)+len(second) == 0 {
+		if e.c.OnReconciled != nil {
+			e.c.OnReconciled(0, nil)
+		}
 		return nil
 	}
 	n := 0
@@ -312,6 +338,9 @@ func (e *Engine) reconcile(ctx context.Context, st *state, fence clientv3.Cmp) e
 	}
 	e.log.Info("engine applied", "schedule", sum.schedule, "unschedule", sum.unschedule, "update", sum.update,
 		"unplaced", sum.unplaced, "files", sum.files, "written", n, "plan", planned.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond), "err", err)
+	if e.c.OnReconciled != nil {
+		e.c.OnReconciled(n, err)
+	}
 	return err
 }
 

@@ -11,8 +11,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/kiln-cluster/kiln/node/engine"
 	"github.com/kiln-cluster/kiln/internal/etcdtest"
+	"github.com/kiln-cluster/kiln/node/engine"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/registry"
 	"github.com/kiln-cluster/kiln/node/submit"

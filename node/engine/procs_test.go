@@ -18,55 +18,20 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/kiln-cluster/kiln/node/engine"
 	"github.com/kiln-cluster/kiln/internal/etcdtest"
+	"github.com/kiln-cluster/kiln/internal/testkit"
+	"github.com/kiln-cluster/kiln/node/ctl"
+	"github.com/kiln-cluster/kiln/node/engine"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
 
-var (
-	binMu    sync.Mutex
-	binPaths = map[string]string{}
-	binDir   string
-)
+func TestMain(m *testing.M) { testkit.Main(m) }
 
-// binary is the built kiln or kiln-node: $KILN_BIN / $KILN_NODE_BIN when they exist, else
-// built once into a temporary directory (CGO_ENABLED=0, as shipped).
+// binary is the built kiln or kiln-node: $KILN_BIN / $KILN_NODE_BIN, else built once.
 func binary(t testing.TB, name, env string) string {
 	t.Helper()
-	if p := os.Getenv(env); p != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	binMu.Lock()
-	defer binMu.Unlock()
-	if p, ok := binPaths[name]; ok {
-		return p
-	}
-	if binDir == "" {
-		d, err := os.MkdirTemp("", "kiln-engine-bin-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		binDir = d
-	}
-	p := filepath.Join(binDir, name)
-	cmd := exec.Command("go", "build", "-o", p, "github.com/kiln-cluster/kiln/cmd/"+name)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", name, err, out)
-	}
-	binPaths[name] = p
-	return p
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
+	return testkit.Binary(t, env, "github.com/kiln-cluster/kiln/cmd/"+name)
 }
 
 // kilnNode is one machine: a kiln-node process with the exec executor, its own data dir,
@@ -350,7 +315,7 @@ func TestIntegrationScheduler(t *testing.T) {
 	})
 	t.Logf("two instances running %s after kiln ctl start", took.Round(time.Millisecond))
 
-	var listed []engine.UnitStatus
+	var listed []ctl.UnitStatus
 	if err := json.Unmarshal([]byte(ctlRun(t, c, "list-units", "-o", "json")), &listed); err != nil {
 		t.Fatal(err)
 	}
@@ -549,7 +514,7 @@ MachineMetadata=role=worker
 	if !strings.Contains(out, "Desired: loaded") {
 		t.Fatalf("my-app@2 after a kiln-node restart:\n%s", out)
 	}
-	var units []engine.UnitStatus
+	var units []ctl.UnitStatus
 	if err := json.Unmarshal([]byte(ctlRun(t, c, "list-units", "-o", "json")), &units); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -27,10 +28,12 @@ type state struct {
 	unitsRev   int64
 	machines   map[string]machineEntry
 	placements map[string]map[string]kvEntry // machine → unit
+	placedOn   map[string]int                // unit → how many machines it is placed on
 	reports    map[string]map[string]string  // unit → machine → ActiveState
 	unplaced   map[string]kvEntry            // unit
 	election   map[string]bool               // the election's keys
 	templates  map[string]*unit.Unit         // parsed template files, by hash and name
+	problems   map[string]bool               // units that cannot be planned (see unitEntry.problem)
 	// dirty is set by every change that may change the plan (a report only when its unit
 	// waits for a machine).
 	dirty bool
@@ -60,24 +63,42 @@ type machineEntry struct {
 func newState() *state {
 	return &state{
 		units: map[string]*unitEntry{}, files: map[string][]byte{}, fileRevs: map[string]int64{}, machines: map[string]machineEntry{},
-		placements: map[string]map[string]kvEntry{}, reports: map[string]map[string]string{},
+		placements: map[string]map[string]kvEntry{}, placedOn: map[string]int{}, reports: map[string]map[string]string{},
 		unplaced: map[string]kvEntry{}, election: map[string]bool{}, templates: map[string]*unit.Unit{},
+		problems: map[string]bool{},
 	}
 }
 
-// load reads every key under /kiln/ at one revision.
+// loadPage is how many keys load reads per request: a cluster of 100,000 units is some 300,000
+// keys, which in one response would be a message of a hundred megabytes that etcd and the
+// engine both hold at once.
+const loadPage = 5000
+
+// load reads every key under /kiln/ at one revision, a page at a time.
 func load(ctx context.Context, kv clientv3.KV) (*state, error) {
 	st := newState()
-	resp, err := kv.Get(ctx, keys.Prefix, clientv3.WithPrefix())
-	if err != nil {
-		return nil, err
+	from, end := keys.Prefix, clientv3.GetPrefixRangeEnd(keys.Prefix)
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(loadPage)}
+		if st.rev != 0 {
+			opts = append(opts, clientv3.WithRev(st.rev))
+		}
+		resp, err := kv.Get(ctx, from, opts...)
+		if err != nil {
+			return nil, err
+		}
+		if st.rev == 0 {
+			st.rev = resp.Header.Revision
+			st.unitsRev = resp.Header.Revision
+		}
+		for _, kvp := range resp.Kvs {
+			st.put(string(kvp.Key), kvp.Value, kvp.ModRevision, kvp.Lease)
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return st, nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
-	st.rev = resp.Header.Revision
-	st.unitsRev = resp.Header.Revision
-	for _, kvp := range resp.Kvs {
-		st.put(string(kvp.Key), kvp.Value, kvp.ModRevision, kvp.Lease)
-	}
-	return st, nil
 }
 
 // applyWatch takes one watch response; it asks for a resync when the watch broke and reports
@@ -113,19 +134,16 @@ func (st *state) applyWritten(w written) {
 	}
 }
 
-// split cuts "<a>/<b>" after prefix.
-func split(key, prefix string) (string, string, bool) {
-	rest, ok := strings.CutPrefix(key, prefix)
-	if !ok {
-		return "", "", false
-	}
-	a, b, ok := strings.Cut(rest, "/")
-	return a, b, ok && a != "" && b != ""
-}
+// split cuts "<machine>/<unit>" after prefix.
+func split(key, prefix string) (string, string, bool) { return keys.SplitMachineUnit(key, prefix) }
 
 func (st *state) put(key string, val []byte, rev, lease int64) {
 	if st.known(key, rev) {
 		return // the echo of the engine's own write, or an older event
+	}
+	if id, ok := strings.CutPrefix(key, keys.Machines); ok {
+		st.putMachine(id, val, lease)
+		return
 	}
 	st.touch(key)
 	switch {
@@ -140,24 +158,21 @@ func (st *state) put(key string, val []byte, rev, lease int64) {
 			return
 		}
 		st.units[name] = &unitEntry{rec: rec}
+		delete(st.problems, name)
 	case strings.HasPrefix(key, keys.UnitFiles):
 		h := strings.TrimPrefix(key, keys.UnitFiles)
 		st.fileRevs[h] = rev
 		if _, ok := st.files[h]; !ok {
 			st.files[h] = val
-			for _, u := range st.units {
-				if u.parsed && u.problem != "" && u.rec.Hash.String() == h {
+			// the units that waited for this file (only those: a walk over every unit for
+			// every new file would cost units × files)
+			for name := range st.problems {
+				if u := st.units[name]; u.rec.Hash.String() == h {
 					u.parsed = false
+					delete(st.problems, name)
 				}
 			}
 		}
-	case strings.HasPrefix(key, keys.Machines):
-		id := strings.TrimPrefix(key, keys.Machines)
-		m, err := decode[registry.Machine](val)
-		if err != nil {
-			m = registry.Machine{}
-		}
-		st.machines[id] = machineEntry{meta: m.Metadata, lease: lease}
 	case strings.HasPrefix(key, keys.Schedule):
 		m, u, ok := split(key, keys.Schedule)
 		if !ok {
@@ -168,8 +183,12 @@ func (st *state) put(key string, val []byte, rev, lease int64) {
 			on = map[string]kvEntry{}
 			st.placements[m] = on
 		}
-		if cur, ok := on[u]; ok && cur.rev > rev {
+		cur, ok := on[u]
+		if ok && cur.rev > rev {
 			return // an older event than our own write
+		}
+		if !ok {
+			st.placedOn[u]++
 		}
 		e := kvEntry{val: string(val), rev: rev}
 		e.a, e.ok = decodeAssignment(val)
@@ -198,6 +217,20 @@ func (st *state) put(key string, val []byte, rev, lease int64) {
 	}
 }
 
+// putMachine takes a registry entry. Only a new machine, or new metadata or lease, changes the
+// plan: health and reboot status, which machines publish often, do not.
+func (st *state) putMachine(id string, val []byte, lease int64) {
+	m, err := decode[registry.Machine](val)
+	if err != nil {
+		m = registry.Machine{}
+	}
+	e := machineEntry{meta: m.Metadata, lease: lease}
+	if cur, ok := st.machines[id]; !ok || cur.lease != e.lease || !maps.Equal(cur.meta, e.meta) {
+		st.dirty = true
+	}
+	st.machines[id] = e
+}
+
 func (st *state) del(key string, rev int64) {
 	if st.gone(key, rev) {
 		return
@@ -206,6 +239,7 @@ func (st *state) del(key string, rev int64) {
 	switch {
 	case strings.HasPrefix(key, keys.Units):
 		delete(st.units, strings.TrimPrefix(key, keys.Units))
+		delete(st.problems, strings.TrimPrefix(key, keys.Units))
 	case strings.HasPrefix(key, keys.UnitFiles):
 		delete(st.files, strings.TrimPrefix(key, keys.UnitFiles))
 		delete(st.fileRevs, strings.TrimPrefix(key, keys.UnitFiles))
@@ -218,6 +252,9 @@ func (st *state) del(key string, rev int64) {
 		}
 		if cur, ok := st.placements[m][u]; ok && cur.rev <= rev {
 			delete(st.placements[m], u)
+			if st.placedOn[u]--; st.placedOn[u] <= 0 {
+				delete(st.placedOn, u)
+			}
 			if len(st.placements[m]) == 0 {
 				delete(st.placements, m)
 			}
@@ -268,24 +305,26 @@ func (st *state) gone(key string, rev int64) bool {
 	return false
 }
 
-// touch marks the state dirty for a change of key. A report matters only for a scheduled
-// unit placed nowhere: it may be waiting for another machine to stop it.
+// touch marks the state dirty for a change of key. Only the keys the plan reads count (not
+// reboot locks, journal requests or the election), and a report only for a scheduled unit
+// placed nowhere: it may be waiting for another machine to stop it.
 func (st *state) touch(key string) {
 	if st.dirty {
 		return
 	}
-	if _, u, ok := split(key, keys.States); ok {
-		e, known := st.units[u]
-		if !known || !e.rec.DesiredState.Scheduled() {
+	switch {
+	case strings.HasPrefix(key, keys.States):
+		_, u, ok := split(key, keys.States)
+		if !ok {
 			return
 		}
-		for _, on := range st.placements {
-			if _, placed := on[u]; placed {
-				return
-			}
+		e, known := st.units[u]
+		if !known || !e.rec.DesiredState.Scheduled() || st.placedOn[u] > 0 {
+			return
 		}
-	}
-	if strings.HasPrefix(key, keys.Election+"/") {
+	case strings.HasPrefix(key, keys.Units), strings.HasPrefix(key, keys.UnitFiles), strings.HasPrefix(key, keys.Machines),
+		strings.HasPrefix(key, keys.Schedule), strings.HasPrefix(key, keys.Unplaced):
+	default:
 		return
 	}
 	st.dirty = true
@@ -328,6 +367,7 @@ func (st *state) parse(u *unitEntry) {
 	text, ok := st.files[u.rec.Hash.String()]
 	if !ok {
 		u.problem = "unit file " + u.rec.Hash.Short() + " is missing"
+		st.problems[u.rec.Name] = true
 		return
 	}
 	var parsed *unit.Unit
@@ -340,6 +380,7 @@ func (st *state) parse(u *unitEntry) {
 			tu, err = unit.Parse(n.Template(), text)
 			if err != nil {
 				u.problem = "unit file: " + err.Error()
+				st.problems[u.rec.Name] = true
 				return
 			}
 			st.templates[key] = tu
@@ -350,6 +391,7 @@ func (st *state) parse(u *unitEntry) {
 	}
 	if err != nil {
 		u.problem = "unit file: " + err.Error()
+		st.problems[u.rec.Name] = true
 		return
 	}
 	u.fleet = parsed.Fleet

@@ -255,3 +255,38 @@ func TestStaleEvents(t *testing.T) {
 		t.Fatalf("a stale event undid the write: %q", describe(s))
 	}
 }
+
+// TestDirty: only a change the plan reads asks for a new plan; a machine's health, a reboot
+// lock, a journal request or a report of a placed unit does not (each would cost a plan of the
+// whole cluster).
+func TestDirty(t *testing.T) {
+	c := newCluster(t)
+	c.machine("m1", 11, map[string]string{"region": "east"})
+	c.submit(t, "app@1.service", unit.StateLaunched)
+	c.place(t, "m1", "app@1.service", unit.StateLaunched, 11)
+	clean := func() { c.st.dirty = false }
+	sick, _ := json.Marshal(registry.Machine{ID: "m1", Metadata: map[string]string{"region": "east"}, Health: registry.HealthUnhealthy})
+	cases := []struct {
+		name  string
+		do    func()
+		dirty bool
+	}{
+		{"health", func() { c.put(keys.Machine("m1"), string(sick), 11) }, false},
+		{"reboot lock", func() { c.put(keys.LockInfo("", "m1"), "{}", 0) }, false},
+		{"journal request", func() { c.put(keys.JournalRequests+"r1", "{}", 0) }, false},
+		{"report of a placed unit", func() { c.report("m1", "app@1.service", "active") }, false},
+		{"metadata", func() { c.machine("m1", 11, map[string]string{"region": "west"}) }, true},
+		{"lease", func() { c.machine("m1", 12, map[string]string{"region": "west"}) }, true},
+		{"new machine", func() { c.machine("m2", 13, nil) }, true},
+		{"machine gone", func() { c.rev++; c.st.del(keys.Machine("m2"), c.rev) }, true},
+		{"unit", func() { c.submit(t, "app@2.service", unit.StateLaunched) }, true},
+		{"report of an unplaced unit", func() { c.report("m2", "app@2.service", "active") }, true},
+	}
+	for _, tc := range cases {
+		clean()
+		tc.do()
+		if c.st.dirty != tc.dirty {
+			t.Errorf("%s: dirty %v, want %v", tc.name, c.st.dirty, tc.dirty)
+		}
+	}
+}

@@ -6,10 +6,10 @@
 //     /run/systemd/system (runtime: gone at reboot, as with fleet), daemon-reload,
 //     StartUnit/StopUnit in "replace" mode, ListUnitsByNames, and D-Bus signals for changes;
 //     every unit is bound (BindsTo=) to kiln-node's own service, so that it dies with the agent.
-//   - Exec runs a service's ExecStartPre=, ExecStart=, ExecStartPost=, ExecStop= and
-//     ExecStopPost= as child processes, each in its own process group, with systemd's states,
-//     Restart=, RestartSec=, TimeoutStopSec= and start limits: for development and for tests
-//     that run many machines on one host.
+//   - the exec executor (package node/executor/exec) runs a service's commands as child
+//     processes, each in its own process group, with systemd's states, Restart=,
+//     RestartSec=, TimeoutStopSec= and start limits: for development and for tests that run
+//     many machines on one host.
 //
 // Both only touch unit files they wrote: each starts with a marker line holding the unit's
 // hash ("# kiln-node unit <hash>"), which Files reads back.
@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/kiln-cluster/kiln/internal/atomicfile"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
 
@@ -84,13 +85,13 @@ func (s Status) Running() bool {
 	return s.ActiveState == Active || s.ActiveState == Activating || s.ActiveState == Deactivating
 }
 
-// markerPrefix starts the first line of every unit file an executor writes.
-const markerPrefix = "# kiln-node unit "
+// MarkerPrefix starts the first line of every unit file an executor writes.
+const MarkerPrefix = "# kiln-node unit "
 
 // fileText is the text written for a unit: the marker line, then the unit.
 func fileText(hash unit.Hash, text []byte) []byte {
 	var b bytes.Buffer
-	b.WriteString(markerPrefix + hash.String() + "\n")
+	b.WriteString(MarkerPrefix + hash.String() + "\n")
 	b.Write(text)
 	return b.Bytes()
 }
@@ -107,7 +108,7 @@ func readMarker(path string) (unit.Hash, bool) {
 	if err != nil {
 		return unit.Hash{}, false
 	}
-	rest, ok := strings.CutPrefix(strings.TrimSpace(line), markerPrefix)
+	rest, ok := strings.CutPrefix(strings.TrimSpace(line), MarkerPrefix)
 	if !ok {
 		return unit.Hash{}, false
 	}
@@ -115,8 +116,8 @@ func readMarker(path string) (unit.Hash, bool) {
 	return h, err == nil
 }
 
-// listMarked lists the files of dir written by an executor.
-func listMarked(dir string) (map[string]unit.Hash, error) {
+// ListMarked lists the files of dir written by an executor.
+func ListMarked(dir string) (map[string]unit.Hash, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		if os.IsNotExist(err) {
@@ -148,9 +149,9 @@ func fileName(name string) error {
 	return nil
 }
 
-// writeMarked writes a unit file atomically (a temporary file renamed over it), mode 0644.
+// WriteMarked writes a unit file atomically and durably (internal/atomicfile), mode 0644.
 // An existing file without the marker is not replaced.
-func writeMarked(dir, name string, hash unit.Hash, text []byte) error {
+func WriteMarked(dir, name string, hash unit.Hash, text []byte) error {
 	if err := fileName(name); err != nil {
 		return err
 	}
@@ -163,27 +164,11 @@ func writeMarked(dir, name string, hash unit.Hash, text []byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, "."+name+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(fileText(hash, text)); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, fileText(hash, text), 0o644)
 }
 
-// removeMarked removes a unit file written by writeMarked.
-func removeMarked(dir, name string) error {
+// RemoveMarked removes a unit file written by WriteMarked.
+func RemoveMarked(dir, name string) error {
 	if err := fileName(name); err != nil {
 		return err
 	}

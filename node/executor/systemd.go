@@ -16,6 +16,7 @@ import (
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
 
+	"github.com/kiln-cluster/kiln/internal/atomicfile"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
 
@@ -129,28 +130,28 @@ func (s *Systemd) Close() {
 }
 
 // Files implements Executor.
-func (s *Systemd) Files() (map[string]unit.Hash, error) { return listMarked(s.c.Dir) }
+func (s *Systemd) Files() (map[string]unit.Hash, error) { return ListMarked(s.c.Dir) }
 
 // WriteFile implements Executor, with the BindsTo= drop-in (see SystemdConfig.BindsTo).
 func (s *Systemd) WriteFile(name string, hash unit.Hash, text []byte) error {
-	if err := writeMarked(s.c.Dir, name, hash, text); err != nil {
+	if err := WriteMarked(s.c.Dir, name, hash, text); err != nil {
 		return err
 	}
 	if s.c.BindsTo == "" || s.c.BindsTo == name {
 		return nil
 	}
-	body := markerPrefix + hash.String() + "\n# units die with the kiln-node that runs them\n[Unit]\nBindsTo=" +
+	body := MarkerPrefix + hash.String() + "\n# units die with the kiln-node that runs them\n[Unit]\nBindsTo=" +
 		s.c.BindsTo + "\nAfter=" + s.c.BindsTo + "\n"
 	if err := os.MkdirAll(filepath.Dir(s.dropInPath(name)), 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(s.dropInPath(name), []byte(body), 0o644)
+	return atomicfile.Write(s.dropInPath(name), []byte(body), 0o644)
 }
 
 // RemoveFile implements Executor; a failed unit of that name is reset, so that it leaves
 // systemd's lists at the next reload.
 func (s *Systemd) RemoveFile(name string) error {
-	if err := removeMarked(s.c.Dir, name); err != nil {
+	if err := RemoveMarked(s.c.Dir, name); err != nil {
 		return err
 	}
 	if err := os.Remove(s.dropInPath(name)); err == nil {

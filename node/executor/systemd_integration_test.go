@@ -2,9 +2,6 @@ package executor
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -13,41 +10,20 @@ import (
 	"github.com/kiln-cluster/kiln/internal/systemdtest"
 )
 
-// buildTestBinary compiles the tests of the package in dir, statically, into out.
-func buildTestBinary(t *testing.T, dir, out string) {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtimeGOROOT(), "bin", "go")
-	}
-	cmd := exec.Command(goBin, "test", "-c", "-o", out, ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if raw, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go test -c: %v\n%s", err, raw)
-	}
-}
-
 // TestIntegrationSystemdExecutor runs the executor contract (TestContractSystemd) against a
-// real systemd: this package's tests, compiled statically, inside a systemd container. Then,
+// real systemd: the contract's tests (package exec), compiled statically, inside a systemd container. Then,
 // from outside, systemctl sees the unit the contract left running, from its file under
 // /run/systemd/system.
 func TestIntegrationSystemdExecutor(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: systemd in a container")
 	}
-	systemdtest.Require(t, "")
-	bin := t.TempDir()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	buildTestBinary(t, wd, filepath.Join(bin, "executor.test"))
-	m := systemdtest.Start(t, systemdtest.Options{Mounts: []systemdtest.Mount{{Source: bin, Target: "/kiln", ReadOnly: true}}})
+	// the contract's tests live with the exec executor, which they also check
+	m := systemdtest.StartWithTests(t, "exec", systemdtest.Options{})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	out, err := m.Exec(ctx, "env", "KILN_SYSTEMD_CONTRACT=1", "/kiln/executor.test",
+	out, err := m.Exec(ctx, "env", "KILN_SYSTEMD_CONTRACT=1", systemdtest.TestBinaryPath,
 		"-test.run", "^TestContractSystemd$", "-test.v", "-test.count=1")
 	t.Logf("inside the machine:\n%s", out)
 	if err != nil {
@@ -65,7 +41,7 @@ func TestIntegrationSystemdExecutor(t *testing.T) {
 	if !strings.Contains(show, "FragmentPath=/run/systemd/system/kiln-left@.service") || !strings.Contains(show, "SubState=running") {
 		t.Errorf("systemctl show:\n%s", show)
 	}
-	if head := m.Run("head", "-1", "/run/systemd/system/kiln-left@.service"); !strings.HasPrefix(head, markerPrefix) {
+	if head := m.Run("head", "-1", "/run/systemd/system/kiln-left@.service"); !strings.HasPrefix(head, MarkerPrefix) {
 		t.Errorf("unit file's first line %q, want the kiln marker", head)
 	}
 	// The contract's own units are gone or stopped: nothing of it runs but the one left.
@@ -73,15 +49,4 @@ func TestIntegrationSystemdExecutor(t *testing.T) {
 	if strings.TrimSpace(active) != "" {
 		t.Errorf("contract units still active:\n%s", active)
 	}
-}
-
-func runtimeGOROOT() string {
-	if r := os.Getenv("GOROOT"); r != "" {
-		return r
-	}
-	out, err := exec.Command("go", "env", "GOROOT").Output()
-	if err != nil {
-		return "/usr/local/go"
-	}
-	return strings.TrimSpace(string(out))
 }

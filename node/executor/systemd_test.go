@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
+
+	"github.com/kiln-cluster/kiln/node/unit"
 )
 
 func TestOwnService(t *testing.T) {
@@ -43,7 +45,11 @@ func TestSystemdDropIn(t *testing.T) {
 	noBus := func(context.Context) (*sddbus.Conn, error) { return nil, errors.New("no bus here") }
 	s := NewSystemd(SystemdConfig{Dir: dir, BindsTo: "kiln-node.service", Connect: noBus})
 	text := "[Service]\nExecStart=/bin/true\n"
-	if err := s.WriteFile("a@.service", hashOf(text), []byte(text)); err != nil {
+	u, err := unit.Parse("", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteFile("a@.service", u.Hash(), []byte(text)); err != nil {
 		t.Fatal(err)
 	}
 	raw, err := os.ReadFile(filepath.Join(dir, "a@.service.d", dropIn))
@@ -65,7 +71,7 @@ func TestSystemdDropIn(t *testing.T) {
 		t.Errorf("drop-in directory left: %v", err)
 	}
 	none := NewSystemd(SystemdConfig{Dir: t.TempDir(), BindsTo: "-", Connect: noBus})
-	if err := none.WriteFile("b.service", hashOf(text), []byte(text)); err != nil {
+	if err := none.WriteFile("b.service", u.Hash(), []byte(text)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(none.dropInPath("b.service")); !os.IsNotExist(err) {

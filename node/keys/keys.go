@@ -6,8 +6,10 @@
 //	coreos.com/updateengine/rebootlock/semaphore       locksmith's semaphore (group "default")
 //	coreos.com/updateengine/rebootlock/groups/<g>/semaphore   locksmith's per-group semaphore
 //
-// The semaphore keys and their JSON are locksmith's, so that a value written by locksmith's tools
-// is read by kiln and the other way round. Everything else lives under Prefix.
+// The semaphore keys and their JSON are locksmith's, for continuity: an operator who knows
+// locksmith finds the lock where and as it was. They are not wire compatibility: locksmith
+// speaks only etcd's v2 API, which etcd 3.6 no longer serves, and kiln uses v3, so locksmith's
+// tools cannot read kiln's value (nor kiln theirs). Everything else lives under Prefix.
 package keys
 
 import (

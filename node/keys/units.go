@@ -1,5 +1,7 @@
 package keys
 
+import "strings"
+
 // The scheduler's keys (the engine writes desired state; every machine's agent reports actual
 // state under its own lease):
 //
@@ -36,3 +38,13 @@ func MachineStates(machine string) string { return States + machine + "/" }
 
 // UnitState is the key of a unit's state as its machine reports it.
 func UnitState(machine, unit string) string { return MachineStates(machine) + unit }
+
+// SplitMachineUnit cuts a key of Schedule or States (prefix) into its machine and unit.
+func SplitMachineUnit(key, prefix string) (machine, unit string, ok bool) {
+	rest, ok := strings.CutPrefix(key, prefix)
+	if !ok {
+		return "", "", false
+	}
+	machine, unit, ok = strings.Cut(rest, "/")
+	return machine, unit, ok && machine != "" && unit != ""
+}

@@ -17,7 +17,8 @@ import (
 )
 
 // Semaphore is the value of a semaphore key, in locksmith's JSON:
-// {"semaphore":1,"max":1,"holders":[]}. Semaphore is the number of free slots.
+// {"semaphore":1,"max":1,"holders":[]}. Semaphore is the number of free slots; Holders are
+// kept sorted, as locksmith and airlock keep them.
 type Semaphore struct {
 	Semaphore int      `json:"semaphore"`
 	Max       int      `json:"max"`
@@ -66,7 +67,9 @@ func (s *Semaphore) Lock(id string) (changed bool, err error) {
 	if len(s.Holders) >= s.Max {
 		return false, ErrBusy
 	}
+	// Sorted, as locksmith and airlock keep them: locksmith's unlock binary-searches holders.
 	s.Holders = append(s.Holders, id)
+	slices.Sort(s.Holders)
 	s.Semaphore = s.Max - len(s.Holders)
 	return true, nil
 }
@@ -78,6 +81,7 @@ func (s *Semaphore) Unlock(id string) (changed bool) {
 		return false
 	}
 	s.Holders = slices.Delete(s.Holders, i, i+1)
+	slices.Sort(s.Holders) // a value written unsorted (by kiln before it sorted) is mended
 	s.Semaphore = s.Max - len(s.Holders)
 	return true
 }

@@ -48,6 +48,7 @@ func TestSemaphore(t *testing.T) {
 		{"busy at max", 2, []step{{op: "lock", id: "a", changed: true}, {op: "lock", id: "b", changed: true}, {op: "lock", id: "c", err: ErrBusy}}, []string{"a", "b"}},
 		{"slot freed", 1, []step{{op: "lock", id: "a", changed: true}, {op: "lock", id: "b", err: ErrBusy}, {op: "unlock", id: "a", changed: true}, {op: "lock", id: "b", changed: true}}, []string{"b"}},
 		{"unlock by a stranger", 1, []step{{op: "lock", id: "a", changed: true}, {op: "unlock", id: "b"}}, []string{"a"}},
+		{"holders sorted, as locksmith's unlock binary-searches them", 3, []step{{op: "lock", id: "c", changed: true}, {op: "lock", id: "b", changed: true}, {op: "lock", id: "a", changed: true}, {op: "unlock", id: "b", changed: true}}, []string{"a", "c"}},
 		{"empty id", 1, []step{{op: "lock", id: "", err: ErrInvalidID}}, []string{}},
 		{"lower max keeps holders", 2, []step{{op: "lock", id: "a", changed: true}, {op: "lock", id: "b", changed: true}, {op: "max", max: 1, changed: true}, {op: "unlock", id: "a", changed: true}, {op: "lock", id: "c", err: ErrBusy}}, []string{"b"}},
 	}

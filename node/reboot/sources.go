@@ -177,15 +177,6 @@ func (c Command) Reboot(ctx context.Context) error {
 	return nil
 }
 
-// BootID reads the kernel's boot ID.
-func BootID() (string, error) {
-	raw, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrNoBootID, err)
-	}
-	return strings.TrimSpace(string(raw)), nil
-}
-
 // BootTime reads when the machine booted (btime in /proc/stat).
 func BootTime() (time.Time, error) {
 	raw, err := os.ReadFile("/proc/stat")

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/kiln-cluster/kiln/internal/atomicfile"
 )
 
 // State is what survives the reboot in the data directory: that this machine holds a slot
@@ -37,35 +39,15 @@ func (f StateFile) Load() (State, error) {
 	return s, json.Unmarshal(raw, &s)
 }
 
-// Save writes the state atomically and durably (write, fsync, rename, fsync the directory).
+// Save writes the state atomically and durably: the slot's release after the reboot depends
+// on it.
 func (f StateFile) Save(s State) error {
-	dir := filepath.Dir(string(f))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(string(f)), 0o700); err != nil {
 		return err
 	}
-	raw, _ := json.Marshal(s)
-	tmp, err := os.CreateTemp(dir, ".reboot-*.json")
+	raw, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(raw); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), string(f)); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.Write(string(f), raw, 0o600)
 }

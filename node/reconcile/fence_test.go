@@ -8,7 +8,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/kiln-cluster/kiln/node/executor"
+	"github.com/kiln-cluster/kiln/node/executor/exec"
+	"github.com/kiln-cluster/kiln/node/registry"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
 
@@ -55,7 +56,7 @@ func (s *leaseSource) Revoke(context.Context, clientv3.LeaseID) (*clientv3.Lease
 func TestFenceWithInjectedClock(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	src := &leaseSource{ka: make(chan *clientv3.LeaseKeepAliveResponse)}
-	lease := NewLease(src, clock.Now)
+	lease := registry.NewMachineLease(src, clock.Now)
 	ctx := context.Background()
 	if _, err := lease.Grant(ctx, 10); err != nil {
 		t.Fatal(err)
@@ -68,7 +69,7 @@ func TestFenceWithInjectedClock(t *testing.T) {
 		<-ka
 	}
 
-	ex, err := executor.NewExec(executor.ExecConfig{Dir: t.TempDir()})
+	ex, err := exec.New(exec.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

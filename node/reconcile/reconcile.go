@@ -34,8 +34,10 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/kiln-cluster/kiln/internal/atomicfile"
 	"github.com/kiln-cluster/kiln/node/executor"
 	"github.com/kiln-cluster/kiln/node/keys"
+	"github.com/kiln-cluster/kiln/node/registry"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
 
@@ -73,7 +75,7 @@ type Config struct {
 	KV        KV
 	Executor  executor.Executor
 	// Lease is the machine lease, as the registry's Publisher keeps it.
-	Lease *Lease
+	Lease *registry.MachineLease
 	// Clock defaults to the real one; it must be the one Lease uses.
 	Clock Clock
 	// Interval is the tick (DefaultInterval when 0).
@@ -198,11 +200,11 @@ func (r *Reconciler) nextWait() time.Duration {
 
 // fenceAt is when the agent must have stopped everything: the lease's last renewal plus its
 // TTL less the margin.
-func (r *Reconciler) fenceAt(l LeaseInfo) time.Time {
+func (r *Reconciler) fenceAt(l registry.LeaseInfo) time.Time {
 	return l.Renewed.Add(l.TTL - r.margin(l))
 }
 
-func (r *Reconciler) margin(l LeaseInfo) time.Duration {
+func (r *Reconciler) margin(l registry.LeaseInfo) time.Duration {
 	if r.c.FenceMargin > 0 {
 		return r.c.FenceMargin
 	}
@@ -210,7 +212,7 @@ func (r *Reconciler) margin(l LeaseInfo) time.Duration {
 }
 
 // leaseOK tells whether units may run: the lease is live and was renewed recently enough.
-func (r *Reconciler) leaseOK(l LeaseInfo, now time.Time) bool {
+func (r *Reconciler) leaseOK(l registry.LeaseInfo, now time.Time) bool {
 	return l.Live && l.ID != 0 && now.Before(r.fenceAt(l))
 }
 
@@ -373,7 +375,7 @@ func (r *Reconciler) apply(ctx context.Context, a Action) {
 		cancel()
 		if err == nil {
 			delete(r.started, a.Name)
-			r.saveStarted()
+			_ = r.saveStarted() // logged
 		}
 	case Remove:
 		err = r.c.Executor.RemoveFile(a.Name)
@@ -386,11 +388,15 @@ func (r *Reconciler) apply(ctx context.Context, a Action) {
 		err = r.c.Executor.Reload(ctx)
 	case Adopt:
 		r.started[a.Name] = a.Hash
-		r.saveStarted()
+		_ = r.saveStarted() // logged
 	case Start:
-		// Counted as started before the call, so that a fence stops it whatever happens.
+		// Counted as started before the call, so that a fence stops it whatever happens; not
+		// started at all when that cannot be recorded (a restarted daemon would not know it).
 		r.started[a.Name] = a.Hash
-		r.saveStarted()
+		if err = r.saveStarted(); err != nil {
+			delete(r.started, a.Name)
+			break
+		}
 		err = r.c.Executor.Start(ctx, a.Name)
 		switch {
 		case err == nil, errors.Is(err, executor.ErrJobFailed):
@@ -398,7 +404,7 @@ func (r *Reconciler) apply(ctx context.Context, a Action) {
 		case errors.Is(err, executor.ErrNotFound), errors.Is(err, executor.ErrName), errors.Is(err, executor.ErrBadSetting),
 			errors.Is(err, executor.ErrUnsupported):
 			delete(r.started, a.Name) // nothing was started
-			r.saveStarted()
+			_ = r.saveStarted()       // logged
 		default:
 			r.uncertain[a.Name] = true // may run: the next status tells
 		}
@@ -472,12 +478,12 @@ func (r *Reconciler) stopAll(ctx context.Context, why string, budget time.Durati
 		delete(r.started, n)
 		delete(r.uncertain, n)
 	}
-	r.saveStarted()
+	_ = r.saveStarted() // logged
 }
 
 // report writes the state of every placed unit under the lease, when it changed, and deletes
 // the reports of units no longer placed.
-func (r *Reconciler) report(ctx context.Context, l LeaseInfo, assigned map[string]keys.Assignment, want map[string]Want, notes map[string]string) {
+func (r *Reconciler) report(ctx context.Context, l registry.LeaseInfo, assigned map[string]keys.Assignment, want map[string]Want, notes map[string]string) {
 	names := make([]string, 0, len(assigned))
 	for n := range assigned {
 		names = append(names, n)
@@ -653,16 +659,21 @@ func (r *Reconciler) loadStarted() {
 	}
 }
 
-func (r *Reconciler) saveStarted() {
+// saveStarted records the units started here (the file decides what a restarted daemon stops),
+// atomically and durably; a failure is logged and returned.
+func (r *Reconciler) saveStarted() error {
 	if r.c.StateFile == "" {
-		return
+		return nil
 	}
-	raw, _ := json.Marshal(startedFile{Started: r.started})
-	tmp := r.c.StateFile + ".tmp"
-	if err := os.MkdirAll(filepath.Dir(r.c.StateFile), 0o700); err != nil {
-		return
+	raw, err := json.Marshal(startedFile{Started: r.started})
+	if err == nil {
+		if err = os.MkdirAll(filepath.Dir(r.c.StateFile), 0o700); err == nil {
+			err = atomicfile.Write(r.c.StateFile, raw, 0o600)
+		}
 	}
-	if err := os.WriteFile(tmp, raw, 0o600); err == nil {
-		_ = os.Rename(tmp, r.c.StateFile)
+	if err != nil {
+		err = fmt.Errorf("record the started units in %s: %w", r.c.StateFile, err)
+		r.log.Error("started units not recorded", "file", r.c.StateFile, "err", err)
 	}
+	return err
 }

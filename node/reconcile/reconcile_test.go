@@ -14,6 +14,7 @@ import (
 
 	"github.com/kiln-cluster/kiln/internal/etcdtest"
 	"github.com/kiln-cluster/kiln/node/executor"
+	"github.com/kiln-cluster/kiln/node/executor/exec"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/registry"
 	"github.com/kiln-cluster/kiln/node/unit"
@@ -24,9 +25,9 @@ import (
 type agent struct {
 	id     string
 	dir    string
-	lease  *Lease
+	lease  *registry.MachineLease
 	rec    *Reconciler
-	ex     *executor.Exec
+	ex     *exec.Executor
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -42,11 +43,11 @@ func startAgent(t *testing.T, cli *clientv3.Client, id string, ttl time.Duration
 	t.Helper()
 	log := testLog(t).With("machine", id)
 	dir := t.TempDir()
-	ex, err := executor.NewExec(executor.ExecConfig{Dir: dir, MachineID: id, Log: log})
+	ex, err := exec.New(exec.Config{Dir: dir, MachineID: id, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	lease := NewLease(cli, nil)
+	lease := registry.NewMachineLease(cli, nil)
 	pub := registry.NewPublisher(cli, lease, registry.Machine{ID: id, Health: registry.HealthHealthy}, ttl, log)
 	rec, err := New(Config{MachineID: id, KV: cli, Executor: ex, Lease: lease, Interval: 500 * time.Millisecond,
 		StateFile: filepath.Join(dir, "started.json"), Log: log})
@@ -123,7 +124,7 @@ func unplace(t *testing.T, cli *clientv3.Client, machine, name string) {
 
 func (a *agent) running(t *testing.T, name string) bool {
 	t.Helper()
-	states, err := executor.ExecStates(a.dir)
+	states, err := exec.States(a.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +231,7 @@ func TestIntegrationReconcile(t *testing.T) {
 			return r != nil && r.ActiveState == executor.Failed
 		})
 		time.Sleep(1500 * time.Millisecond) // three ticks
-		states, _ := executor.ExecStates(a.dir)
+		states, _ := exec.States(a.dir)
 		if s := states["crash.service"]; s.Starts != 1 || s.ActiveState != executor.Failed {
 			t.Errorf("the agent restarted a failed unit: %+v", s)
 		}

@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,31 +24,27 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kiln-cluster/kiln/internal/etcdtest"
+	"github.com/kiln-cluster/kiln/internal/systemdtest"
+	"github.com/kiln-cluster/kiln/internal/testkit"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/registry"
 	"github.com/kiln-cluster/kiln/node/submit"
-	"github.com/kiln-cluster/kiln/internal/systemdtest"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
 
-// kilnNodeBinary returns a static kiln-node: $KILN_NODE_BIN (the Makefile builds it with
-// CGO_ENABLED=0), else one built now.
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+// kilnNodeBinary copies a static kiln-node into dir: $KILN_NODE_BIN (the Makefile builds it
+// with CGO_ENABLED=0), else one built once.
 func kilnNodeBinary(t *testing.T, dir string) string {
 	t.Helper()
-	out := filepath.Join(dir, "kiln-node")
-	src := os.Getenv("KILN_NODE_BIN")
-	if src != "" {
-		if raw, err := os.ReadFile(src); err == nil {
-			if err := os.WriteFile(out, raw, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			return out
-		}
+	raw, err := os.ReadFile(testkit.Binary(t, "KILN_NODE_BIN", "github.com/kiln-cluster/kiln/cmd/kiln-node"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	cmd := exec.Command("go", "build", "-o", out, "github.com/kiln-cluster/kiln/cmd/kiln-node")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if raw, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build kiln-node: %v\n%s", err, raw)
+	out := filepath.Join(dir, "kiln-node")
+	if err := os.WriteFile(out, raw, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

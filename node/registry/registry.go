@@ -73,6 +73,10 @@ type Publisher struct {
 	current Machine
 	changed chan struct{}
 
+	// Explain, when set, is asked why a registration failed; it returns a better error (a TLS
+	// handshake that etcd refuses, where the client only says "deadline exceeded") or nil.
+	Explain func(ctx context.Context) error
+
 	// OnUp is called (if set) with true when the entry is published under a live lease and
 	// false when the lease is lost.
 	OnUp func(up bool)
@@ -121,18 +125,30 @@ func (p *Publisher) value() string {
 
 // Run publishes the entry until ctx ends: it grants a lease, writes the entry under it, keeps
 // the lease alive and writes again on change. When the lease is lost (etcd unreachable for
-// longer than the TTL) it starts over, backing off up to the TTL. At the end it revokes the
-// lease so that the machine leaves the registry at once. It returns nil when ctx ends.
+// longer than the TTL) it starts over, backing off up to the TTL (the backoff starts again
+// from the bottom once registered). At the end it revokes the lease so that the machine leaves
+// the registry at once. It returns nil when ctx ends.
 func (p *Publisher) Run(ctx context.Context) error {
-	backoff := 200 * time.Millisecond
+	const minBackoff = 200 * time.Millisecond
+	backoff := minBackoff
 	for ctx.Err() == nil {
-		err := p.session(ctx)
+		registered, err := p.session(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		p.log.Warn("machine registry: lease lost, registering again", "err", err, "retry", backoff)
-		if p.OnUp != nil {
-			p.OnUp(false)
+		if registered {
+			backoff = minBackoff
+			p.log.Warn("machine registry: lease lost, registering again", "err", err, "retry", backoff)
+			if p.OnUp != nil {
+				p.OnUp(false)
+			}
+		} else {
+			if p.Explain != nil {
+				if why := p.Explain(ctx); why != nil {
+					err = why
+				}
+			}
+			p.log.Warn("machine registry: cannot register", "err", err, "retry", backoff)
 		}
 		select {
 		case <-ctx.Done():
@@ -144,18 +160,23 @@ func (p *Publisher) Run(ctx context.Context) error {
 	return nil
 }
 
-// session is one lease's life.
-func (p *Publisher) session(ctx context.Context) error {
+// RevokeTimeout bounds the revocation of the lease at shutdown: etcd may be going away at the
+// same moment (a reboot stops the etcd member and kiln-node together), and then the lease
+// simply expires.
+const RevokeTimeout = 2 * time.Second
+
+// session is one lease's life; registered tells whether the entry was written under it.
+func (p *Publisher) session(ctx context.Context) (registered bool, err error) {
 	key := keys.Machine(p.Machine().ID)
 	gctx, cancel := context.WithTimeout(ctx, p.ttl)
 	g, err := p.lease.Grant(gctx, int64(p.ttl/time.Second))
 	cancel()
 	if err != nil {
-		return fmt.Errorf("grant lease: %w", err)
+		return false, fmt.Errorf("grant lease: %w", err)
 	}
 	defer func() {
 		// Leave the registry at once on shutdown; best effort when etcd is gone.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RevokeTimeout)
 		_, _ = p.lease.Revoke(rctx, g.ID)
 		cancel()
 	}()
@@ -163,7 +184,7 @@ func (p *Publisher) session(ctx context.Context) error {
 	defer stop()
 	ka, err := p.lease.KeepAlive(kactx, g.ID)
 	if err != nil {
-		return fmt.Errorf("keep lease alive: %w", err)
+		return false, fmt.Errorf("keep lease alive: %w", err)
 	}
 	put := func() error {
 		pctx, cancel := context.WithTimeout(ctx, p.ttl)
@@ -172,7 +193,7 @@ func (p *Publisher) session(ctx context.Context) error {
 		return err
 	}
 	if err := put(); err != nil {
-		return fmt.Errorf("write %s: %w", key, err)
+		return false, fmt.Errorf("write %s: %w", key, err)
 	}
 	p.log.Info("machine registered", "key", key, "lease", fmt.Sprintf("%x", g.ID), "ttl", p.ttl)
 	if p.OnUp != nil {
@@ -181,14 +202,14 @@ func (p *Publisher) session(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return true, nil
 		case _, ok := <-ka:
 			if !ok {
-				return fmt.Errorf("lease %x expired", g.ID)
+				return true, fmt.Errorf("lease %x expired", g.ID)
 			}
 		case <-p.changed:
 			if err := put(); err != nil {
-				return fmt.Errorf("write %s: %w", key, err)
+				return true, fmt.Errorf("write %s: %w", key, err)
 			}
 		}
 	}

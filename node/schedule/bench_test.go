@@ -152,3 +152,21 @@ func BenchmarkPlanOneTemplate10kInstances(b *testing.B) {
 		b.Fatalf("%d placements, %d unplaced", len(p.Placements), len(p.Unplaced))
 	}
 }
+
+// BenchmarkPlace plans clusters of growing size with the same shape (cluster: every rule, ten
+// units per machine, a third of them already placed): the cost per unit (ns/unit) must stay
+// flat from 1,000 to 10,000 machines. Each run is the engine's first plan after it takes the
+// lead.
+func BenchmarkPlace(b *testing.B) {
+	for _, nm := range []int{1000, 3000, 10000} {
+		b.Run(fmt.Sprintf("machines=%d/units=%d", nm, 10*nm), func(b *testing.B) {
+			machines, units := cluster(b, nm, 10*nm)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				Place(machines, units)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(units)), "ns/unit")
+		})
+	}
+}

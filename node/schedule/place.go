@@ -91,8 +91,12 @@ func (c *counter) add(m, d int32, machines int) {
 }
 
 type eligibility struct {
+	id   uint32
 	ok   []bool
 	list []int32
+	// heap orders list by load (see loadheap.go), once heaped
+	heap   loadHeap
+	heaped bool
 }
 
 type planner struct {
@@ -106,6 +110,14 @@ type planner struct {
 	elig     map[string]*eligibility
 	groups   []*group
 	groupIdx map[string]int32 // "c:" or "r:" and the glob
+
+	// the least-loaded search (loadheap.go): the heaps that hold each machine, a scan's marks
+	mHeaps [][]*eligibility
+	seen   []uint32
+	scan   uint32
+	stash  []slot
+	// failed are the conflict failures by signature, until a unit leaves a machine
+	failed map[string]*Unplaced
 
 	evicted bool
 }
@@ -135,6 +147,9 @@ func Place(machines []Machine, units []Unit) Plan {
 	p.load = make([]int32, n)
 	p.onM = make([][]int32, n)
 	p.curOn = make([][]int32, n)
+	p.mHeaps = make([][]*eligibility, n)
+	p.seen = make([]uint32, n)
+	p.failed = map[string]*Unplaced{}
 
 	// Units sorted by name, duplicates reported.
 	us := make([]*Unit, len(units))
@@ -344,7 +359,7 @@ func (p *planner) eligible(md unit.Metadata) *eligibility {
 	if e, ok := p.elig[key]; ok {
 		return e
 	}
-	e := &eligibility{ok: make([]bool, len(p.machines)), list: make([]int32, 0, len(p.machines))}
+	e := &eligibility{id: uint32(len(p.elig)), ok: make([]bool, len(p.machines)), list: make([]int32, 0, len(p.machines))}
 	for i, m := range p.machines {
 		if md.Match(m.Metadata) {
 			e.ok[i] = true
@@ -375,6 +390,7 @@ func (p *planner) put(i, m int32) {
 	u := p.units[i]
 	u.placed = append(u.placed, m)
 	p.load[m]++
+	p.loadChanged(m)
 	p.onM[m] = append(p.onM[m], i)
 	p.count(u, m, 1)
 	u.failed = nil
@@ -385,7 +401,9 @@ func (p *planner) remove(i, m int32, why string) {
 	u.placed = slices.DeleteFunc(u.placed, func(x int32) bool { return x == m })
 	p.onM[m] = slices.DeleteFunc(p.onM[m], func(x int32) bool { return x == i })
 	p.load[m]--
+	p.loadChanged(m)
 	p.count(u, m, -1)
+	clear(p.failed) // a machine has room again
 	p.left(i, m, why)
 }
 
@@ -525,7 +543,7 @@ func (p *planner) place(i int32) {
 	if !u.global && len(u.placed) > 0 {
 		return
 	}
-	cands := p.candidates(i)
+	cands, all := p.candidates(i)
 	if len(cands) == 0 {
 		return
 	}
@@ -547,13 +565,26 @@ func (p *planner) place(i int32) {
 		return
 	}
 
-	best := int32(-1)
-	for _, m := range cands {
-		if best >= 0 && p.load[m] >= p.load[best] {
-			continue // only a less loaded machine can win: check it only then
+	// a unit with no Replaces that every candidate blocks alike, as one that failed before
+	sig := ""
+	if all && len(u.ownR) == 0 && len(p.failed) > 0 {
+		sig = u.signature()
+		if f, ok := p.failed[sig]; ok {
+			u.failed = &Unplaced{Unit: u.Name, Err: f.Err, Reason: f.Reason}
+			return
 		}
-		if !p.blocked(u, m) {
-			best = m
+	}
+	best := int32(-1)
+	if all {
+		best = p.leastLoaded(u, u.md)
+	} else {
+		for _, m := range cands {
+			if best >= 0 && p.load[m] >= p.load[best] {
+				continue // only a less loaded machine can win: check it only then
+			}
+			if !p.blocked(u, m) {
+				best = m
+			}
 		}
 	}
 	if best >= 0 {
@@ -564,6 +595,12 @@ func (p *planner) place(i int32) {
 		return
 	}
 	p.failConflict(i, cands)
+	if all && len(u.ownR) == 0 {
+		if sig == "" {
+			sig = u.signature()
+		}
+		p.failed[sig] = u.failed
+	}
 }
 
 // evict gives a replacing unit the least-loaded machine where only units it replaces stand in
@@ -628,32 +665,32 @@ func (p *planner) failConflict(i int32, cands []int32) {
 }
 
 // candidates gives the machines that satisfy the unit's MachineID, MachineMetadata and
-// MachineOf, sorted by ID, or records why there are none.
-func (p *planner) candidates(i int32) []int32 {
+// MachineOf, sorted by ID, or records why there are none; all tells that they are every
+// machine matching its MachineMetadata (u.md.list).
+func (p *planner) candidates(i int32) (cands []int32, all bool) {
 	u := p.units[i]
 	if len(p.machines) == 0 {
 		p.fail(i, ErrNoMachines, "no machines in the cluster")
-		return nil
+		return nil, false
 	}
 	md := u.md
 	if u.global {
 		if len(md.list) == 0 {
 			p.fail(i, ErrMetadata, "no machine matches MachineMetadata %s", u.Fleet.Metadata)
 		}
-		return md.list
+		return md.list, true
 	}
 	if u.cycle != "" {
 		p.fail(i, ErrCycle, "MachineOf cycle: %s", u.cycle)
-		return nil
+		return nil, false
 	}
 
-	var cands []int32
 	restricted := false
 	if id := u.Fleet.MachineID; id != "" {
 		m, ok := p.mIndex[id]
 		if !ok {
 			p.fail(i, ErrMachineID, "no machine has MachineID %s", id)
-			return nil
+			return nil, false
 		}
 		cands, restricted = []int32{m}, true
 	}
@@ -662,13 +699,13 @@ func (p *planner) candidates(i int32) []int32 {
 		switch {
 		case j < 0:
 			p.fail(i, ErrMachineOf, "MachineOf unit %s does not exist", peer)
-			return nil
+			return nil, false
 		case !p.units[j].active:
 			p.fail(i, ErrMachineOf, "MachineOf unit %s is not scheduled (desired state %s)", peer, p.units[j].State)
-			return nil
+			return nil, false
 		case len(p.units[j].placed) == 0:
 			p.fail(i, ErrMachineOf, "MachineOf unit %s is not scheduled", peer)
-			return nil
+			return nil, false
 		}
 		on := slices.Clone(p.units[j].placed)
 		slices.Sort(on)
@@ -683,14 +720,14 @@ func (p *planner) candidates(i int32) []int32 {
 			} else {
 				p.fail(i, ErrMachineOf, "MachineOf units %s are on different machines", strings.Join(u.peers[:k+1], ", "))
 			}
-			return nil
+			return nil, false
 		}
 	}
 	if !restricted {
 		if len(md.list) == 0 {
 			p.fail(i, ErrMetadata, "no machine matches MachineMetadata %s", u.Fleet.Metadata)
 		}
-		return md.list
+		return md.list, true
 	}
 	out := cands[:0:0]
 	for _, m := range cands {
@@ -709,11 +746,14 @@ func (p *planner) candidates(i int32) []int32 {
 			p.fail(i, ErrMetadata, "none of the %d machines %s matches MachineMetadata %s", len(cands), via, u.Fleet.Metadata)
 		}
 	}
-	return out
+	return out, false
 }
 
 // finish turns the planner's state into the plan.
 func (p *planner) finish(plan *Plan) {
+	if len(p.units) > 0 {
+		plan.Placements = make([]Placement, 0, len(p.units))
+	}
 	for _, u := range p.units {
 		slices.Sort(u.placed)
 		for _, m := range u.placed {
@@ -778,7 +818,8 @@ func (p *planner) finish(plan *Plan) {
 			plan.Actions = append(plan.Actions, Action{Kind: Schedule, Unit: u.Name, Machine: id, Reason: why})
 		}
 	}
-	slices.SortStableFunc(plan.Actions, func(a, b Action) int {
+	// (kind, unit, machine) is unique: an unstable sort gives the same order, in n log n
+	slices.SortFunc(plan.Actions, func(a, b Action) int {
 		if a.Kind != b.Kind {
 			if a.Kind == Unschedule {
 				return -1

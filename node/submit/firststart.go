@@ -2,16 +2,16 @@ package submit
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/kiln-cluster/kiln/internal/atomicfile"
 )
 
-// FirstStart submits the generator's units from dir (its ManifestName and unit files) once per
+// FirstStart submits the generator's units from dir (its config.ManifestName and unit files) once per
 // content: stateFile remembers the digest of what was submitted, so that a restart changes
 // nothing and an operator's later kiln ctl stop is not undone. New units get the manifest's
 // state; units that exist are left alone, so every machine may run it and the first wins.
@@ -40,7 +40,7 @@ func FirstStart(ctx context.Context, kv KV, dir, stateFile string, log *slog.Log
 				}
 			}
 			log.Info("units submitted", "dir", dir, "units", len(plan), "new", n)
-			if err := writeAtomic(stateFile, []byte(digest+"\n")); err != nil {
+			if err := atomicfile.Write(stateFile, []byte(digest+"\n"), 0o600); err != nil {
 				log.Warn("units submitted, state not saved", "file", stateFile, "err", err)
 			}
 			return nil
@@ -57,18 +57,4 @@ func FirstStart(ctx context.Context, kv KV, dir, stateFile string, log *slog.Log
 		}
 		backoff = min(2*backoff, 10*time.Second)
 	}
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".units-*")
-	if err != nil {
-		return err
-	}
-	_, werr := tmp.Write(data)
-	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

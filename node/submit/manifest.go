@@ -10,28 +10,9 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"gopkg.in/yaml.v3"
-
+	"github.com/kiln-cluster/kiln/node/config"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
-
-// ManifestName is the manifest's file name in the units directory (/etc/kiln/units/units.yaml,
-// written by the generator).
-const ManifestName = "units.yaml"
-
-// Manifest is the generator's list of the cluster's units (bootstrap/render writes it; the shape
-// is repeated here so that node/ does not import the generator).
-type Manifest struct {
-	Units []ManifestUnit `yaml:"units"`
-}
-
-// ManifestUnit is one unit file of the directory and what to make of it: a template with
-// Instances starts instances 1..Instances; State defaults to launched.
-type ManifestUnit struct {
-	Name      string `yaml:"name"`
-	Instances int    `yaml:"instances,omitempty"`
-	State     string `yaml:"state,omitempty"`
-}
 
 // Planned is one unit the manifest asks for.
 type Planned struct {
@@ -39,20 +20,20 @@ type Planned struct {
 	State unit.State
 }
 
-// ReadDir reads dir's manifest and unit files and returns the units to ensure, and a digest of
+// ReadDir reads dir's manifest (config.Manifest, written by the generator) and unit files and returns the units to ensure, and a digest of
 // all of it (to remember that this content was submitted). A directory without a manifest
 // gives nothing.
 func ReadDir(dir string) ([]Planned, string, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, ManifestName))
+	raw, err := os.ReadFile(filepath.Join(dir, config.ManifestName))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, "", nil
 	}
 	if err != nil {
 		return nil, "", err
 	}
-	var m Manifest
-	if err := yaml.Unmarshal(raw, &m); err != nil {
-		return nil, "", fmt.Errorf("%s: %w: %v", filepath.Join(dir, ManifestName), ErrManifest, err)
+	m, err := config.ParseManifest(raw)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w: %v", filepath.Join(dir, config.ManifestName), ErrManifest, err)
 	}
 	sum := sha256.New()
 	sum.Write(raw)

@@ -47,8 +47,10 @@ type Result struct {
 	State unit.State `json:"state"`
 }
 
-// Get reads a unit's record; nil when it was never submitted.
+// Get reads a unit's record; nil when it was never submitted. A name without a type is a
+// service's (unit.Normalize).
 func Get(ctx context.Context, kv KV, name string) (*keys.Submitted, int64, error) {
+	name = unit.Normalize(name)
 	resp, err := kv.Get(ctx, keys.Unit(name))
 	if err != nil {
 		return nil, 0, err
@@ -98,6 +100,9 @@ func FileText(ctx context.Context, kv KV, h unit.Hash) ([]byte, error) {
 func Parse(f File) (*unit.Unit, error) {
 	if len(f.Text) == 0 {
 		return nil, fmt.Errorf("%s: %w", f.Name, ErrNoText)
+	}
+	if err := unit.CheckSize(f.Text); err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Name, err)
 	}
 	u, err := unit.Parse(f.Name, f.Text)
 	if err != nil {
@@ -230,6 +235,7 @@ func SetState(ctx context.Context, kv KV, files []File, state unit.State) ([]Res
 
 // known gives the unit of a submitted name, or of an instance of a submitted template.
 func known(ctx context.Context, kv KV, name string) (*unit.Unit, error) {
+	name = unit.Normalize(name)
 	n, err := unit.ParseName(name)
 	if err != nil {
 		return nil, err
@@ -266,7 +272,7 @@ func known(ctx context.Context, kv KV, name string) (*unit.Unit, error) {
 func Destroy(ctx context.Context, kv KV, names []string) ([]Result, error) {
 	results := make([]Result, len(names))
 	err := each(ctx, len(names), func(ctx context.Context, i int) error {
-		name := names[i]
+		name := unit.Normalize(names[i])
 		results[i] = Result{Unit: name, State: unit.StateInactive}
 		resp, err := kv.Txn(ctx).If(clientv3.Compare(clientv3.Version(keys.Unit(name)), ">", 0)).
 			Then(clientv3.OpDelete(keys.Unit(name))).Commit()

@@ -180,3 +180,12 @@ func TestReadDirExampleUnits(t *testing.T) {
 		t.Fatal("the example's instances do not conflict")
 	}
 }
+
+// A unit file too large for etcd is refused before anything is sent (no etcd at all here).
+func TestParseRefusesTooLarge(t *testing.T) {
+	text := []byte("[Service]\nExecStart=/bin/true\n# " + strings.Repeat("x", 3<<20) + "\n")
+	_, err := submit.Parse(submit.File{Name: "big.service", Text: text})
+	if !errors.Is(err, unit.ErrTooLarge) || !submit.IsUserError(err) {
+		t.Fatalf("3 MiB unit: %v", err)
+	}
+}

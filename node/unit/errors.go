@@ -10,6 +10,7 @@ import (
 // so callers and tests compare with errors.Is.
 var (
 	// Syntax of the file (systemd.syntax(7)).
+	ErrTooLarge       = errors.New("unit file too large")
 	ErrNUL            = errors.New("NUL byte in unit file")
 	ErrInvalidUTF8    = errors.New("invalid UTF-8")
 	ErrLineTooLong    = errors.New("line too long")
@@ -18,6 +19,7 @@ var (
 	ErrMissingEquals  = errors.New("missing '='")
 	ErrInvalidKey     = errors.New("invalid key")
 	ErrQuote          = errors.New("unterminated quote")
+	ErrEscape         = errors.New("invalid escape")
 
 	// The [X-Fleet] section.
 	ErrUnknownKey    = errors.New("unknown key in [X-Fleet]")

@@ -227,11 +227,12 @@ func (p *fleetParser) expand(s string) string {
 	return p.name.Expand(s)
 }
 
-// words splits a value, reporting an unterminated quote.
-func (p *fleetParser) words(o *Option) []word {
-	ws, bad := splitWords(o.Value)
-	if bad >= 0 {
-		p.fail(o, bad, ErrQuote, "%s=%s", o.Name, o.Value)
+// words splits a value as systemd splits unit-name lists (escapes kept), reporting an
+// unterminated quote.
+func (p *fleetParser) words(o *Option) []Word {
+	ws, err := SplitWords(o.Value, KeepEscapes)
+	if we, ok := err.(*WordError); ok {
+		p.fail(o, we.Off, we.Err, "%s=%s", o.Name, o.Value)
 		return nil
 	}
 	return ws
@@ -281,12 +282,12 @@ func parseFleet(opts []Option, name *Name) (Fleet, Errors, Errors) {
 			continue
 		}
 		if len(ws) != 1 {
-			p.fail(o, ws[1].off, ErrMachineID, "expected one machine ID, got %d words", len(ws))
+			p.fail(o, ws[1].Off, ErrMachineID, "expected one machine ID, got %d words", len(ws))
 			continue
 		}
-		id := p.expand(ws[0].text)
+		id := p.expand(ws[0].Text)
 		if f.MachineID != "" && f.MachineID != id {
-			p.fail(o, ws[0].off, ErrMachineID, "MachineID given twice: %q and %q", f.MachineID, id)
+			p.fail(o, ws[0].Off, ErrMachineID, "MachineID given twice: %q and %q", f.MachineID, id)
 			continue
 		}
 		f.MachineID = id
@@ -294,13 +295,13 @@ func parseFleet(opts []Option, name *Name) (Fleet, Errors, Errors) {
 
 	for _, o := range lists[KeyMachineOf] {
 		for _, w := range p.words(o) {
-			peer := p.expand(w.text)
+			peer := p.expand(w.Text)
 			if err := ValidateName(peer); err != nil {
-				p.fail(o, w.off, ErrName, "MachineOf: %s", err.(*Error).Detail)
+				p.fail(o, w.Off, ErrName, "MachineOf: %s", err.(*Error).Detail)
 				continue
 			}
 			if name != nil && peer == name.Full {
-				p.fail(o, w.off, ErrSelfReference, "MachineOf=%s names the unit itself", peer)
+				p.fail(o, w.Off, ErrSelfReference, "MachineOf=%s names the unit itself", peer)
 				continue
 			}
 			if !slices.Contains(f.MachineOf, peer) {
@@ -311,17 +312,17 @@ func parseFleet(opts []Option, name *Name) (Fleet, Errors, Errors) {
 
 	for _, o := range lists[KeyMachineMetadata] {
 		quoted := o.Value[0] == '"' || o.Value[0] == '\''
-		var ws []word
+		var ws []Word
 		if quoted {
 			ws = p.words(o)
 		} else {
 			// fleet reads an unquoted value as one pair, so a value may hold blanks.
-			ws = []word{{text: o.Value, off: 0}}
+			ws = []Word{{Text: o.Value, Off: 0}}
 		}
 		for _, w := range ws {
-			rule, detail := parseMetadataPair(p.expand(w.text), quoted)
+			rule, detail := parseMetadataPair(p.expand(w.Text), quoted)
 			if detail != "" {
-				p.fail(o, w.off, ErrMetadata, "%s", detail)
+				p.fail(o, w.Off, ErrMetadata, "%s", detail)
 				continue
 			}
 			f.Metadata = append(f.Metadata, rule)
@@ -333,9 +334,9 @@ func parseFleet(opts []Option, name *Name) (Fleet, Errors, Errors) {
 		var out []string
 		for _, o := range lists[key] {
 			for _, w := range p.words(o) {
-				g := p.expand(w.text)
+				g := p.expand(w.Text)
 				if _, err := path.Match(g, ""); err != nil {
-					p.fail(o, w.off, ErrGlob, "%s=%s: %v", key, g, err)
+					p.fail(o, w.Off, ErrGlob, "%s=%s: %v", key, g, err)
 					continue
 				}
 				if !slices.Contains(out, g) {

@@ -27,6 +27,20 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// Normalize gives a name without a unit type suffix the ".service" one, as systemctl and
+// fleetctl do: "foo" is "foo.service", "my-app@1" is "my-app@1.service". A name that ends in
+// a type ("foo.socket") is returned as it is. Every command that takes a unit's name passes it
+// through here.
+func Normalize(name string) string {
+	if name == "" {
+		return name
+	}
+	if i := strings.LastIndexByte(name, '.'); i >= 0 && contains(Types, name[i+1:]) {
+		return name
+	}
+	return name + ".service"
+}
+
 // Name is a unit name taken apart: "my-app@1.service" has Prefix "my-app", Instance "1" and
 // Type "service".
 type Name struct {

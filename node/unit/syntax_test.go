@@ -229,17 +229,60 @@ func TestSplitWords(t *testing.T) {
 		{`a\ b`, []string{`a\ b`}, -1},
 		{`"a \" b"`, []string{`a \" b`}, -1},
 		{`"open`, nil, 0},
-		{`ok "open`, []string{"ok"}, 3},
+		{`ok "open`, nil, 3},
 		{``, nil, -1},
 	}
 	for _, tt := range tests {
-		ws, bad := splitWords(tt.in)
+		ws, err := SplitWords(tt.in, KeepEscapes)
+		bad := -1
+		if we, ok := err.(*WordError); ok {
+			bad = we.Off
+		}
 		var got []string
 		for _, w := range ws {
-			got = append(got, w.text)
+			got = append(got, w.Text)
 		}
 		if !reflect.DeepEqual(got, tt.want) || bad != tt.bad {
-			t.Errorf("splitWords(%q) = %q, %d; want %q, %d", tt.in, got, bad, tt.want, tt.bad)
+			t.Errorf("SplitWords(%q, KeepEscapes) = %q, %d; want %q, %d", tt.in, got, bad, tt.want, tt.bad)
 		}
+	}
+}
+
+// One splitter, two of systemd's flag sets: unit-name lists keep escapes ("\x2d" is part of
+// a name that systemd-escape made), command lines and Environment= decode them.
+func TestSplitWordsEscapes(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		esc  Escapes
+		want []string
+		err  error
+	}{
+		{"name list keeps \\x2d", `foo\x2dbar.service b`, KeepEscapes, []string{`foo\x2dbar.service`, "b"}, nil},
+		{"command decodes \\x2d", `foo\x2dbar.service b`, CEscapes, []string{"foo-bar.service", "b"}, nil},
+		{"C escapes", `a\tb "c\nd" 'e\nf' \101 \s`, CEscapes, []string{"a\tb", "c\nd", `e\nf`, "A", " "}, nil},
+		{"escaped blank joins", `a\ b c`, CEscapes, []string{"a b", "c"}, nil},
+		{"separator stays escaped", `echo \; x`, CEscapes, []string{"echo", `\;`, "x"}, nil},
+		{"bad escape", `a\q`, CEscapes, nil, ErrEscape},
+		{"trailing backslash", `a\`, CEscapes, nil, ErrEscape},
+		{"unterminated quote", `a "b`, CEscapes, nil, ErrQuote},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ws, err := SplitWords(tt.in, tt.esc)
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("err %v, want %v", err, tt.err)
+				}
+				return
+			}
+			var got []string
+			for _, w := range ws {
+				got = append(got, w.Text)
+			}
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got %q, %v; want %q", got, err, tt.want)
+			}
+		})
 	}
 }

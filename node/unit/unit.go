@@ -26,6 +26,19 @@ type Unit struct {
 	Warnings Errors
 }
 
+// MaxSize is the largest unit file the cluster takes: etcd keeps a unit file in one value and
+// refuses requests over 1.5 MiB, and a unit file is a few KiB. CheckSize refuses a larger one.
+const MaxSize = 512 << 10
+
+// CheckSize refuses a unit file larger than MaxSize with ErrTooLarge (submitting it would fail
+// in etcd with a raw gRPC error).
+func CheckSize(raw []byte) error {
+	if len(raw) > MaxSize {
+		return Errors{{Err: ErrTooLarge, Detail: fmt.Sprintf("%d bytes, at most %d KiB (etcd keeps a unit file in one value)", len(raw), MaxSize>>10)}}
+	}
+	return nil
+}
+
 // Parse reads a unit file. name is the unit's name (checked with ValidateName; it gives the
 // values of the specifiers %n %N %p %i in [X-Fleet]); it may be empty to check the text
 // alone. The error, if any, is an Errors holding every problem with its line and column.

@@ -223,3 +223,33 @@ func TestTalkExample(t *testing.T) {
 		t.Fatal("my-app@1 and my-app@2 do not conflict")
 	}
 }
+
+func TestNormalize(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"no suffix", "foo", "foo.service"},
+		{"instance without suffix", "my-app@1", "my-app@1.service"},
+		{"service", "foo.service", "foo.service"},
+		{"socket", "foo.socket", "foo.socket"},
+		{"template", "my-app@.timer", "my-app@.timer"},
+		{"dot that is no type", "foo.bar", "foo.bar.service"},
+		{"empty", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Normalize(tc.in); got != tc.want {
+				t.Fatalf("Normalize(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+// A unit file larger than etcd could keep is refused with a clear error, not sent to etcd.
+func TestCheckSize(t *testing.T) {
+	raw := []byte("[Service]\nExecStart=/bin/true\n" + "# " + strings.Repeat("x", 3<<20) + "\n")
+	err := CheckSize(raw)
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "at most 512 KiB") {
+		t.Fatalf("3 MiB unit: %v", err)
+	}
+	if err := CheckSize(raw[:MaxSize]); err != nil {
+		t.Fatalf("a unit at the limit: %v", err)
+	}
+}

@@ -1,0 +1,4 @@
+package feed
+
+// StreamRelease exposes streamRelease to the tests.
+var StreamRelease = streamRelease

@@ -1,0 +1,90 @@
+package testkit
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+func TestMain(m *testing.M) { Main(m) }
+
+// A missing tool skips the test, and fails it under CI or KILN_REQUIRE_TOOLS (any value, "1"
+// as "true").
+func TestMissing(t *testing.T) {
+	for _, tc := range []struct {
+		name, ci, require string
+		wantFail          bool
+	}{
+		{name: "skips by default"},
+		{name: "fails under CI", ci: "true", wantFail: true},
+		{name: "fails with KILN_REQUIRE_TOOLS=1", require: "1", wantFail: true},
+		{name: "fails with KILN_REQUIRE_TOOLS=true", require: "true", wantFail: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("CI", tc.ci)
+			t.Setenv(EnvRequireTools, tc.require)
+			var failed, skipped bool
+			// Run the check in a goroutine of its own: Fatal and Skip end it with Goexit.
+			done := make(chan struct{})
+			rec := &recorder{TB: t, failed: &failed, skipped: &skipped}
+			go func() {
+				defer close(done)
+				RequireTool(rec, "kiln-no-such-tool")
+			}()
+			<-done
+			if failed != tc.wantFail || skipped == tc.wantFail {
+				t.Errorf("failed %v, skipped %v; want failed %v", failed, skipped, tc.wantFail)
+			}
+		})
+	}
+}
+
+// recorder notes Fatal and Skip instead of ending the real test.
+type recorder struct {
+	testing.TB
+	failed, skipped *bool
+}
+
+func (r *recorder) Helper() {}
+func (r *recorder) Fatal(...any) {
+	*r.failed = true
+	runtime.Goexit()
+}
+func (r *recorder) Skip(...any) {
+	*r.skipped = true
+	runtime.Goexit()
+}
+
+func TestToolFromEnv(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "tool")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KILN_TESTKIT_TOOL", p)
+	if got := Tool(t, "KILN_TESTKIT_TOOL", "tool"); got != p {
+		t.Fatalf("Tool = %s, want %s", got, p)
+	}
+}
+
+// Binary builds a package once per test binary, and takes $env when it is set.
+func TestBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a program")
+	}
+	t.Setenv("KILN_TESTKIT_BIN", "")
+	const pkg = "github.com/kiln-cluster/kiln/internal/testkit/testdata/hello"
+	a := Binary(t, "KILN_TESTKIT_BIN", pkg)
+	out, err := exec.Command(a).Output()
+	if err != nil || string(out) != "hello\n" {
+		t.Fatalf("%s: %q %v", a, out, err)
+	}
+	if b := Binary(t, "KILN_TESTKIT_BIN", pkg); b != a {
+		t.Errorf("built twice: %s, %s", a, b)
+	}
+	t.Setenv("KILN_TESTKIT_BIN", "/bin/true")
+	if p := Binary(t, "KILN_TESTKIT_BIN", pkg); p != "/bin/true" {
+		t.Errorf("$KILN_TESTKIT_BIN not taken: %s", p)
+	}
+}

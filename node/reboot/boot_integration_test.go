@@ -1,0 +1,60 @@
+package reboot_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kiln-cluster/kiln/internal/systemdtest"
+	"github.com/kiln-cluster/kiln/node/reboot"
+)
+
+// TestPrintBoot prints this boot's identity with the default marker; it runs only inside the
+// machine of TestIntegrationBootInContainer.
+func TestPrintBoot(t *testing.T) {
+	if os.Getenv("KILN_PRINT_BOOT") == "" {
+		t.Skip("runs inside the machine of TestIntegrationBootInContainer")
+	}
+	id, err := reboot.Boot(reboot.DefaultBootMarker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("BOOT=%s\n", id)
+}
+
+// TestIntegrationBootInContainer checks the boot identity where the kernel's boot ID cannot
+// tell: in a systemd container (as the docker driver runs nodes), a reboot keeps the host's
+// boot ID, and the identity must change all the same; within one boot it must not.
+func TestIntegrationBootInContainer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: systemd in a container")
+	}
+	m := systemdtest.StartWithTests(t, "", systemdtest.Options{})
+	re := regexp.MustCompile(`(?m)^BOOT=(\S+)$`)
+	boot := func() string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		out, err := m.Exec(ctx, "env", "KILN_PRINT_BOOT=1", systemdtest.TestBinaryPath, "-test.run", "^TestPrintBoot$", "-test.v")
+		match := re.FindStringSubmatch(out)
+		if err != nil || match == nil {
+			t.Fatalf("inside the machine: %v\n%s", err, out)
+		}
+		return match[1]
+	}
+	first := boot()
+	if again := boot(); again != first {
+		t.Fatalf("one boot, two identities: %s then %s", first, again)
+	}
+	m.Reboot()
+	second := boot()
+	if second == first {
+		t.Fatalf("the identity %s survived a reboot of the container", first)
+	}
+	kernel := func(id string) string { k, _, _ := strings.Cut(id, "+"); return k }
+	t.Logf("before: %s, after the reboot: %s (kernel boot ID unchanged: %v)", first, second, kernel(first) == kernel(second))
+}
