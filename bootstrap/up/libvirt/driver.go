@@ -18,7 +18,7 @@ import (
 
 	"github.com/kiln-cluster/kiln/bootstrap/render"
 	"github.com/kiln-cluster/kiln/bootstrap/up"
-	"github.com/kiln-cluster/kiln/bootstrap/userdata"
+	"github.com/kiln-cluster/kiln/images/catalog"
 )
 
 // uploader streams size bytes of r into vol; tests on libvirt's test driver, which cannot
@@ -74,11 +74,12 @@ func (d *Driver) up(ctx context.Context, p *up.Plan, r up.Reporter) error {
 	defer conn.Close()
 	s := &session{d: d, conn: conn, plan: p, rep: r, st: st, upload: uploadFunc}
 
-	if d.Image == "" {
-		return ErrNoImage
+	imagePath, err := d.imagePath(p)
+	if err != nil {
+		return err
 	}
-	r.Step("", up.StepImage, "checking "+d.Image)
-	img, err := inspectImage(d.Image)
+	r.Step("", up.StepImage, "checking "+imagePath)
+	img, err := inspectImage(imagePath)
 	if err != nil {
 		return err
 	}
@@ -394,7 +395,7 @@ func (s *session) node(ctx context.Context, pool *virt.StoragePool, n *render.No
 		Name: name, Cluster: s.plan.Cluster(), Node: n.Name,
 		MAC: s.plan.Compiled.Spec.Nodes[s.nodeIndex(n.Name)].MAC, Type: domType,
 		MemoryMiB: s.d.MemoryMiB, CPUs: s.d.CPUs,
-		FwCfgName: userdata.FwCfgName(s.plan.Compiled.Spec.Cluster.OS),
+		FwCfgName: catalog.Of(s.plan.Compiled.Spec.Cluster.OS).FwCfgName,
 		Network:   network, ConsoleLog: s.consoleLog(n.Name),
 		Kernel: s.d.kernel, Initrd: s.d.initrd, Cmdline: s.d.cmdline,
 	}

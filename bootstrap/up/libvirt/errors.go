@@ -7,7 +7,7 @@ var (
 	// ErrNotBuilt: this kiln was built without the libvirt driver (no cgo or no libvirt_dlopen tag).
 	ErrNotBuilt = errors.New("this kiln was built without the libvirt driver: build it with `make build` (cgo and -tags libvirt_dlopen; needs a C compiler, not libvirt's headers)")
 	// ErrNoImage: no OS disk image was given and none is cached for the spec's OS and channel.
-	ErrNoImage = errors.New("no OS disk image: give one with --image FILE (a qcow2 or raw image)")
+	ErrNoImage = errors.New("no OS disk image: give one with --image FILE (qcow2 or raw), or pull the spec's with kiln images pull --platform qemu")
 	// ErrImageFormat: the image is neither qcow2 nor raw.
 	ErrImageFormat = errors.New("the image is neither qcow2 nor raw")
 	// ErrNotOurs: an object with a kiln name exists that kiln did not make; kiln leaves it alone.

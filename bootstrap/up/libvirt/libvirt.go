@@ -25,6 +25,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kiln-cluster/kiln/bootstrap/up"
+	"github.com/kiln-cluster/kiln/images/cache"
+	"github.com/kiln-cluster/kiln/images/catalog"
 	"github.com/kiln-cluster/kiln/internal/atomicfile"
 )
 
@@ -86,6 +88,22 @@ func (d *Driver) Up(ctx context.Context, p *up.Plan, r up.Reporter) error { retu
 // Down destroys and undefines the cluster's domains and deletes their volumes and the network
 // kiln defined; nothing else. The base image volume stays for the next cluster.
 func (d *Driver) Down(ctx context.Context, p *up.Plan, r up.Reporter) error { return d.down(ctx, p, r) }
+
+// imagePath is --image, or the cached disk image of the spec's OS and channel for QEMU.
+func (d *Driver) imagePath(p *up.Plan) (string, error) {
+	if d.Image != "" {
+		return d.Image, nil
+	}
+	c := p.Compiled.Spec.Cluster
+	files, err := cache.Lookup(c.OS, c.Channel, "qemu")
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrNoImage, err)
+	}
+	if path := files[catalog.Disk]; path != "" {
+		return path, nil
+	}
+	return "", ErrNoImage
+}
 
 // state is what the driver made, kept in the state folder so that `kiln down` needs no flags.
 // Names are recorded before the objects are made, so that a failure half-way leaves nothing

@@ -47,7 +47,7 @@ func Plan(t testing.TB, spec string) *up.Plan {
 	if err := os.WriteFile(path, []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c, rep, err := render.Compile(path, render.CompileOptions{PKIDir: filepath.Join(dir, "out", "pki")})
+	c, rep, err := render.Compile(path, render.CompileOptions{PKIDir: filepath.Join(dir, "out", "pki"), CreatePKI: true})
 	if err != nil {
 		var b strings.Builder
 		rep.Print(&b, false)
