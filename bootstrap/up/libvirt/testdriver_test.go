@@ -130,12 +130,15 @@ func exists(conn *virt.Connect, kind, name string) bool {
 	return err == nil
 }
 
-// TestUpConvergeDown brings a three-node cluster up on the test driver (creating the pool,
+// TestIntegrationLibvirtUpConvergeDown brings a three-node cluster up on the test driver (creating the pool,
 // uploading the image once, defining the network with each node's DHCP entry, a volume pair
 // and a domain per node), stops a domain and runs up again (it runs again, nothing else made
 // twice), then runs down twice: the domains, their volumes and the network are gone, the base
 // image stays.
-func TestUpConvergeDown(t *testing.T) {
+func TestIntegrationLibvirtUpConvergeDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration")
+	}
 	ctx := context.Background()
 	u := recordUploads(t)
 	conn := testConn(t)
@@ -280,10 +283,13 @@ func TestUpConvergeDown(t *testing.T) {
 	}
 }
 
-// TestForeignObjects: a domain or network of a kiln name that kiln did not make stops up at
+// TestIntegrationLibvirtForeignObjects: a domain or network of a kiln name that kiln did not make stops up at
 // that node, and neither up nor down touches it; down removes what up made before it; once the
 // foreign domain is gone, up converges.
-func TestForeignObjects(t *testing.T) {
+func TestIntegrationLibvirtForeignObjects(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration")
+	}
 	ctx := context.Background()
 	recordUploads(t)
 	conn := testConn(t)

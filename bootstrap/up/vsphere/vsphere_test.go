@@ -122,11 +122,14 @@ func (s *vcsim) view(t *testing.T, name string) *vmView {
 	return v
 }
 
-// TestUpConvergeDown clones three VMs from the template in the simulator: each has its node's
+// TestIntegrationVSphereUpConvergeDown clones three VMs from the template in the simulator: each has its node's
 // MAC on the first NIC, in the chosen network, its extraConfig decodes to the node's rendered
 // config, and it runs. A second up after powering one off powers it on and clones nothing; down
 // (with only the state file and govc's variables) destroys the three and leaves the template.
-func TestUpConvergeDown(t *testing.T) {
+func TestIntegrationVSphereUpConvergeDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration")
+	}
 	ctx := context.Background()
 	sim := startSim(t)
 	p := testPlan(t, "vconv")
@@ -218,10 +221,13 @@ func (c *cancelAfter) Step(node string, step up.Step, detail string) {
 	}
 }
 
-// TestInterruptedAndForeign: an up cut off after the first clone leaves what a second up
+// TestIntegrationVSphereInterruptedAndForeign: an up cut off after the first clone leaves what a second up
 // completes, and down removes it all; a VM of a kiln name without kiln's mark stops up and
 // down leaves it.
-func TestInterruptedAndForeign(t *testing.T) {
+func TestIntegrationVSphereInterruptedAndForeign(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration")
+	}
 	sim := startSim(t)
 	p := testPlan(t, "vint")
 	d := sim.driver()
@@ -280,9 +286,12 @@ func TestInterruptedAndForeign(t *testing.T) {
 	}
 }
 
-// TestChoices: without a flag, a kind with several objects is an error that lists them; a
+// TestIntegrationVSphereChoices: without a flag, a kind with several objects is an error that lists them; a
 // missing URL says how to give one.
-func TestChoices(t *testing.T) {
+func TestIntegrationVSphereChoices(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration")
+	}
 	sim := startSim(t)
 	p := testPlan(t, "vchoice")
 	d := sim.driver()
