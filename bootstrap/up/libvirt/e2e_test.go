@@ -317,3 +317,32 @@ func TestE2ELibvirt(t *testing.T) {
 		t.Errorf("config file %s still there", cfgFile)
 	}
 }
+
+// BenchmarkE2ELibvirtUp3 measures kiln up of three TCG domains on a real libvirtd: up-s is up
+// itself (upload, network, volumes, definitions, starts), boot-s until every guest has printed
+// its config from fw_cfg. Each iteration ends with down.
+func BenchmarkE2ELibvirtUp3(b *testing.B) {
+	e := setupE2E(b)
+	ctx := context.Background()
+	var upTotal, bootTotal time.Duration
+	for b.Loop() {
+		r := &uptest.Reporter{T: b}
+		start := time.Now()
+		if err := e.drv.Up(ctx, e.plan, r); err != nil {
+			b.Fatal(err)
+		}
+		upTotal += time.Since(start)
+		e.waitConsoles(b, 5*time.Minute)
+		bootTotal += time.Since(start)
+		b.StopTimer()
+		if err := New().Down(ctx, e.plan, r); err != nil {
+			b.Fatal(err)
+		}
+		for _, n := range e.plan.Compiled.Nodes {
+			os.Remove(filepath.Join(e.plan.StateDir, "libvirt", up.MachineName(e.plan.Cluster(), n.Name)+".console.log"))
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(upTotal.Seconds()/float64(b.N), "up-s")
+	b.ReportMetric(bootTotal.Seconds()/float64(b.N), "boot-s")
+}

@@ -1,16 +1,24 @@
 package vsphere
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	ignconfig "github.com/coreos/ignition/v2/config"
+	"github.com/vincent-petithory/dataurl"
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
@@ -309,4 +317,74 @@ func TestIntegrationVSphereChoices(t *testing.T) {
 func equalJSON(t *testing.T, a, b any) bool {
 	t.Helper()
 	return strings.EqualFold(mustJSON(t, a), mustJSON(t, b))
+}
+
+// TestIntegrationVSphereLargeConfig: a config beyond guestinfo's 64 KiB goes in gzip inside a
+// small config, as kiln userdata --platform vsphere gives it, and resolves to the node's config;
+// one that does not fit even compressed fails before anything is cloned.
+func TestIntegrationVSphereLargeConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration")
+	}
+	sim := startSim(t)
+	// Units are plain text in Ignition and compress well; a file of random base64 Butane already
+	// gzips, so it does not compress again.
+	units := func(n int) string {
+		var b strings.Builder
+		b.WriteString("variant: flatcar\nversion: 1.1.0\nsystemd:\n  units:\n")
+		for i := range n {
+			fmt.Fprintf(&b, "    - name: pad-%05d.service\n      contents: |\n        [Unit]\n        Description=padding unit %d of a large kiln test config\n        [Service]\n        ExecStart=/usr/bin/echo padding %d\n", i, i, i)
+		}
+		return b.String()
+	}
+	random := func(text string) string {
+		return "variant: flatcar\nversion: 1.1.0\nstorage:\n  files:\n    - path: /var/lib/pad\n      contents:\n        inline: " + strconv.Quote(text) + "\n"
+	}
+	spec := uptest.SpecText("vbig", "flatcar", "10.79.0.1", []uptest.Node{{Name: "n1", MAC: "00:50:56:3a:00:11", IP: "10.79.0.11/24"}}) + "snippets: [pad.bu]\n"
+
+	p := uptest.PlanFiles(t, spec, map[string]string{"pad.bu": units(500)})
+	if err := sim.driver().Up(context.Background(), p, &uptest.Reporter{T: t}); err != nil {
+		t.Fatal(err)
+	}
+	v := sim.view(t, "kiln-vbig-n1")
+	raw, err := base64.StdEncoding.DecodeString(v.extra[userdata.GuestInfoData])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) >= len(p.Compiled.Nodes[0].Ignition) {
+		t.Fatalf("guestinfo holds %d bytes, the node's config %d: not compressed", len(raw), len(p.Compiled.Nodes[0].Ignition))
+	}
+	var wrapper struct {
+		Ignition struct {
+			Config struct {
+				Replace struct{ Source, Compression string }
+			}
+		}
+	}
+	if err := json.Unmarshal(raw, &wrapper); err != nil {
+		t.Fatal(err)
+	}
+	rep := wrapper.Ignition.Config.Replace
+	du, err := dataurl.DecodeString(rep.Source)
+	if err != nil || rep.Compression != "gzip" {
+		t.Fatalf("replace %q (%s): %v", rep.Source[:min(60, len(rep.Source))], rep.Compression, err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(du.Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := io.ReadAll(zr)
+	if err != nil || !bytes.Equal(full, p.Compiled.Nodes[0].Ignition) {
+		t.Fatalf("the compressed config is not the node's (%v)", err)
+	}
+
+	noise := make([]byte, 96<<10)
+	rand.Read(noise)
+	p = uptest.PlanFiles(t, strings.ReplaceAll(spec, "vbig", "vhuge"), map[string]string{"pad.bu": random(base64.StdEncoding.EncodeToString(noise))})
+	if err := sim.driver().Up(context.Background(), p, &uptest.Reporter{T: t}); !errors.Is(err, userdata.ErrTooLarge) {
+		t.Fatalf("up with a config too large for guestinfo: %v, want ErrTooLarge", err)
+	}
+	if sim.view(t, "kiln-vhuge-n1") != nil {
+		t.Fatal("a VM was cloned for a config that cannot be delivered")
+	}
 }

@@ -4,6 +4,7 @@ package uptest
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,12 +41,22 @@ nodes:
 
 // Plan writes spec into a new folder, compiles it and returns the plan, whose state folder
 // is in that folder.
-func Plan(t testing.TB, spec string) *up.Plan {
+func Plan(t testing.TB, spec string) *up.Plan { return PlanFiles(t, spec, nil) }
+
+// PlanFiles is Plan with more files (snippets, units) beside the spec, by name.
+func PlanFiles(t testing.TB, spec string, files map[string]string) *up.Plan {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "cluster.yaml")
-	if err := os.WriteFile(path, []byte(spec), 0o644); err != nil {
-		t.Fatal(err)
+	files = maps.Clone(files)
+	if files == nil {
+		files = map[string]string{}
+	}
+	files["cluster.yaml"] = spec
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c, rep, err := render.Compile(path, render.CompileOptions{PKIDir: filepath.Join(dir, "out", "pki"), CreatePKI: true})
 	if err != nil {
