@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/pflag"
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/kiln-cluster/kiln/bootstrap/spec"
@@ -131,5 +132,24 @@ func TestInspectImage(t *testing.T) {
 				t.Errorf("base volume %s", img.baseVolumeName())
 			}
 		})
+	}
+}
+
+// TestSharedFlags: --image and the sizes, when another driver added them first, are shared
+// rather than added twice (pflag would panic), and their values reach this driver.
+func TestSharedFlags(t *testing.T) {
+	fs := pflag.NewFlagSet("up", pflag.ContinueOnError)
+	var otherImage string
+	fs.StringVar(&otherImage, "image", "", "docker: node image")
+	d := New()
+	d.AddFlags(fs)
+	if err := fs.Parse([]string{"--image", "/tmp/os.qcow2", "--memory", "1024", "--libvirt-uri", "qemu:///session"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.sharedFlags(); err != nil {
+		t.Fatal(err)
+	}
+	if d.Image != "/tmp/os.qcow2" || otherImage != "/tmp/os.qcow2" || d.MemoryMiB != 1024 || d.URI != "qemu:///session" {
+		t.Fatalf("image %q (other %q), memory %d, uri %s", d.Image, otherImage, d.MemoryMiB, d.URI)
 	}
 }

@@ -51,6 +51,9 @@ func isCode(err error, code virt.ErrorNumber) bool {
 }
 
 func (d *Driver) up(ctx context.Context, p *up.Plan, r up.Reporter) error {
+	if err := d.sharedFlags(); err != nil {
+		return err
+	}
 	domType, err := d.checkConfig()
 	if err != nil {
 		return err

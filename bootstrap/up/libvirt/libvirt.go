@@ -21,6 +21,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/spf13/pflag"
 
@@ -55,6 +56,8 @@ type Config struct {
 // Driver is the libvirt driver.
 type Driver struct {
 	Config
+	// shared are the flags of the same name that another driver added first.
+	shared map[string]*pflag.Flag
 }
 
 func init() {
@@ -69,16 +72,56 @@ func New() *Driver {
 // Name is "libvirt".
 func (d *Driver) Name() string { return Name }
 
-// AddFlags adds the driver's flags.
+// AddFlags adds the driver's flags. --image, --memory, --cpus and --disk-size are not named
+// after the driver: when another driver has added one already, the two share it.
 func (d *Driver) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&d.URI, "libvirt-uri", d.URI, "libvirt: connection URI (qemu:///system, qemu:///session, qemu+ssh://host/system)")
-	fs.StringVar(&d.Image, "image", d.Image, "libvirt: the OS disk image, qcow2 or raw (default: the cached image of the spec's OS and channel for the qemu platform)")
 	fs.StringVar(&d.Pool, "libvirt-pool", d.Pool, "libvirt: storage pool of the volumes (a directory pool is created if missing)")
 	fs.StringVar(&d.Network, "libvirt-network", d.Network, "libvirt: an existing network to attach the nodes to (default: kiln-<cluster>, defined by kiln with the spec's subnet and gateway)")
-	fs.IntVar(&d.MemoryMiB, "memory", d.MemoryMiB, "libvirt: memory of each node, MiB")
-	fs.IntVar(&d.CPUs, "cpus", d.CPUs, "libvirt: virtual CPUs of each node")
-	fs.StringVar(&d.DiskSize, "disk-size", d.DiskSize, "libvirt: disk size of each node, e.g. 20G (default: the image's size)")
 	fs.StringVar(&d.DomainType, "libvirt-domain-type", d.DomainType, "libvirt: kvm, qemu (TCG emulation) or auto (kvm when the host has it)")
+	d.shared = map[string]*pflag.Flag{}
+	for _, f := range []struct {
+		name, usage string
+		add         func()
+	}{
+		{"image", "libvirt: the OS disk image, qcow2 or raw (default: the cached image of the spec's OS and channel for the qemu platform)",
+			func() { fs.StringVar(&d.Image, "image", d.Image, "") }},
+		{"memory", "libvirt: memory of each node, MiB", func() { fs.IntVar(&d.MemoryMiB, "memory", d.MemoryMiB, "") }},
+		{"cpus", "libvirt: virtual CPUs of each node", func() { fs.IntVar(&d.CPUs, "cpus", d.CPUs, "") }},
+		{"disk-size", "libvirt: disk size of each node, e.g. 20G (default: the image's size)", func() { fs.StringVar(&d.DiskSize, "disk-size", d.DiskSize, "") }},
+	} {
+		if other := fs.Lookup(f.name); other != nil {
+			d.shared[f.name] = other
+			continue
+		}
+		f.add()
+		fs.Lookup(f.name).Usage = f.usage
+	}
+}
+
+// sharedFlags copies the values of the flags that another driver defined and the user set.
+func (d *Driver) sharedFlags() error {
+	for name, f := range d.shared {
+		if !f.Changed {
+			continue
+		}
+		v := f.Value.String()
+		var err error
+		switch name {
+		case "image":
+			d.Image = v
+		case "disk-size":
+			d.DiskSize = v
+		case "memory":
+			d.MemoryMiB, err = strconv.Atoi(v)
+		case "cpus":
+			d.CPUs, err = strconv.Atoi(v)
+		}
+		if err != nil {
+			return fmt.Errorf("--%s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // Up creates what is missing of the cluster's network, volumes and domains, and starts the
