@@ -74,15 +74,16 @@ $(KERNEL_DIR)/.unpacked: | deb-deps
 	  dpkg-deb -x $(KERNEL_DIR)/deb/$${p}_*.deb $(KERNEL_DIR) && rm -rf $(KERNEL_DIR)/deb
 	@touch $@
 
-## systemd-image: the docker image of a systemd machine for the tests (internal/systemdtest): Debian
-## bookworm by debootstrap (minbase), cached in bin/cache/systemd-node, imported under a pinned tag.
-## Does nothing when the image exists. A new recipe (internal/systemdtest/mkimage.sh) needs a new tag.
-SYSTEMD_IMAGE := kiln-systemd-node:bookworm-1
-export KILN_SYSTEMD_IMAGE := $(SYSTEMD_IMAGE)
+## systemd-image: kiln's node image (kiln images build-node): a Debian bookworm systemd root by
+## debootstrap (cached in bin/cache/nodeimage, once, as root) with Ignition, etcd and kiln-node;
+## tagged by a hash of its recipe and binaries, built again only when they change. Its base is
+## the systemd machine of the tests (internal/systemdtest).
 .PHONY: systemd-image
 deps: systemd-image
-systemd-image: | deb-deps
-	@internal/systemdtest/mkimage.sh $(SYSTEMD_IMAGE) $(BIN)/cache/systemd-node
+systemd-image: build tools | deb-deps
+	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then \
+	  $(BIN)/kiln images build-node --image-cache $(BIN)/cache/nodeimage; \
+	else echo "systemd-image: docker is missing or unreachable: skipping (its tests will skip)" >&2; fi
 
 # The versions come from go.mod's tool directives, so they are the project's choice. Ignition is
 # built as Flatcar builds it: no SELinux relabeling (the test roots have no policy).
@@ -108,11 +109,12 @@ build:
 	@! $(GO) list -tags '$(NODE_TAGS)' -deps ./cmd/kiln-node | grep -q '^libvirt.org/' || { echo "kiln-node must not import libvirt" >&2; exit 1; }
 	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(NODE_TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/kiln-node ./cmd/kiln-node
 
-## run: render the bundled example cluster into out/ and show what was written.
-run: build
-	$(BIN)/kiln validate -f $(SPEC)
-	$(BIN)/kiln render -f $(SPEC) -o $(OUT)
-	@find $(OUT) -type f | sort | xargs ls -l
+## run: bring the bundled example cluster up on this machine's Docker (kiln up --driver docker),
+## then say what to try and how to take it down.
+run: build systemd-image
+	$(BIN)/kiln up -f $(SPEC)
+	@echo; echo "try:   $(BIN)/kiln ctl machines; $(BIN)/kiln ctl units; curl http://10.0.0.11:8080/"; \
+	  echo "down:  $(BIN)/kiln down -f $(SPEC)"
 
 ## test: unit tests (with -race), then integration, then end-to-end.
 test: deps build test-unit test-integration test-e2e

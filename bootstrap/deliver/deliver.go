@@ -41,6 +41,9 @@ type Options struct {
 	// Nodes are the nodes the delivery is for; one the spec lacks is an error (ErrNoNode)
 	// before anything is written. Empty means every node.
 	Nodes []string
+	// Enrol renders configs without the nodes' private keys, for a channel anyone may read
+	// (kiln pxe serve): the nodes make their keys and enrol.
+	Enrol *render.EnrolOptions
 }
 
 // Compile returns the render options these Options stand for: what the PXE server keeps to
@@ -50,7 +53,7 @@ func (o Options) Compile() render.CompileOptions {
 	if node == "" {
 		node = SiblingKilnNode()
 	}
-	return render.CompileOptions{PKIDir: o.PKIDir, CreatePKI: o.CreatePKI, KilnVersion: version.Version, KilnNodeFile: node, Strict: o.Strict}
+	return render.CompileOptions{PKIDir: o.PKIDir, CreatePKI: o.CreatePKI, KilnVersion: version.Version, KilnNodeFile: node, Strict: o.Strict, Enrol: o.Enrol}
 }
 
 // Compile turns the spec into every node's configs, with the PKI in memory only (kiln render

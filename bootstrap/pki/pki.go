@@ -306,6 +306,24 @@ func (b *Bundle) issue(n Node, kind string, now time.Time) (Pair, error) {
 	if err != nil {
 		return Pair{}, err
 	}
+	cert, err := b.Sign(n, kind, key.Public(), now)
+	if err != nil {
+		return Pair{}, err
+	}
+	keyPEM, err := encodeKey(key)
+	if err != nil {
+		return Pair{}, err
+	}
+	return Pair{Cert: cert, Key: keyPEM}, nil
+}
+
+// Sign issues a certificate of kind for n's name and addresses to the public key pub, made
+// elsewhere (a node's enrolment): the names and usages come from n and kind only. It returns the
+// certificate as PEM.
+func (b *Bundle) Sign(n Node, kind string, pub crypto.PublicKey, now time.Time) ([]byte, error) {
+	if b.caKey == nil {
+		return nil, ErrNoPKI
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: n.Name, Organization: []string{"kiln"}},
@@ -324,18 +342,14 @@ func (b *Bundle) issue(n Node, kind string, now time.Time) (Pair, error) {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 		tmpl.DNSNames, tmpl.IPAddresses = nil, nil
 	default:
-		return Pair{}, fmt.Errorf("pki: unknown certificate kind %q", kind)
+		return nil, fmt.Errorf("pki: unknown certificate kind %q", kind)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, b.caCert, key.Public(), b.caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, b.caCert, pub, b.caKey)
 	if err != nil {
-		return Pair{}, err
+		return nil, err
 	}
 	b.issued = true
-	keyPEM, err := encodeKey(key)
-	if err != nil {
-		return Pair{}, err
-	}
-	return Pair{Cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), Key: keyPEM}, nil
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
 func encodeKey(k crypto.Signer) ([]byte, error) {

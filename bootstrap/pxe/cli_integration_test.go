@@ -32,6 +32,8 @@ func kilnBin(t *testing.T) string {
 // TestIntegrationPXEServeCommand runs `kiln pxe serve` as users do: it serves on the port it
 // says, hashes the kiln-node it serves from the assets, makes and keeps the token secret beside
 // the PKI, recompiles on SIGHUP, stops cleanly on SIGTERM, and refuses bad starts with exit 1.
+// The spec is in another folder than the current one, and --assets is relative: the kiln-node
+// hashed and the one served are both under the current folder.
 func TestIntegrationPXEServeCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the kiln binary")
@@ -45,8 +47,11 @@ func TestIntegrationPXEServeCommand(t *testing.T) {
 	writeFile(t, filepath.Join(f.assets, "kiln-node"), nodeBinary)
 	sum := sha512.Sum512([]byte(nodeBinary))
 
-	cmd := exec.Command(bin, "pxe", "serve", "-f", f.spec, "--listen", "127.0.0.1:0", "--assets", f.assets,
+	specPath := filepath.Join(f.dir, "conf", "cluster.yaml")
+	writeFile(t, specPath, spec)
+	cmd := exec.Command(bin, "pxe", "serve", "-f", specPath, "--listen", "127.0.0.1:0", "--assets", "assets",
 		"--pki", f.pki, "--token", "--poll", "1h")
+	cmd.Dir = f.dir
 	var stderr logBuffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -104,7 +109,7 @@ func TestIntegrationPXEServeCommand(t *testing.T) {
 	}
 
 	// A new node, then SIGHUP: served without waiting for the (hour-long) poll.
-	writeFile(t, f.spec, spec+"  - {name: n5, mac: \"52:54:00:aa:bb:05\"}\n")
+	writeFile(t, specPath, spec+"  - {name: n5, mac: \"52:54:00:aa:bb:05\"}\n")
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -145,12 +150,15 @@ func TestIntegrationPXEServeCommand(t *testing.T) {
 		{"a spec with errors", []string{"-f", bad, "--assets", f.assets}, "plan9"},
 		{"no assets folder", []string{"-f", f.spec, "--assets", filepath.Join(f.dir, "none")}, "assets folder"},
 		{"a port in use", []string{"-f", f.spec, "--assets", f.assets, "--listen", busy.Addr().String()}, "--listen"},
-		{"half TLS", []string{"-f", f.spec, "--assets", f.assets, "--tls-cert", "x.pem"}, "both a certificate and a key"},
+		{"half TLS", []string{"-f", f.spec, "--assets", f.assets, "--tls-cert", "x.pem"}, "a certificate and its key"},
+		{"a bad TLS certificate", []string{"-f", f.spec, "--assets", f.assets, "--tls-cert", bad, "--tls-key", bad}, "a certificate and its key"},
+		{"a PKI folder without a CA", []string{"-f", f.spec, "--assets", f.assets, "--pki", filepath.Join(f.dir, "typo")}, filepath.Join(f.dir, "typo") + ": no cluster CA"},
+		{"an unknown policy", []string{"-f", f.spec, "--assets", f.assets, "--enrol", "anyone"}, "approve or first"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := exec.Command(bin, append([]string{"pxe", "serve", "--listen", "127.0.0.1:0", "--pki", f.pki}, tc.args...)...)
-			var e bytes.Buffer
-			c.Stderr = &e
+			var e, o bytes.Buffer
+			c.Stderr, c.Stdout = &e, &o
 			err := c.Run()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
@@ -158,6 +166,9 @@ func TestIntegrationPXEServeCommand(t *testing.T) {
 			}
 			if !strings.Contains(e.String(), tc.want) {
 				t.Errorf("stderr lacks %q:\n%s", tc.want, e.String())
+			}
+			if strings.Contains(o.String()+e.String(), "serving") {
+				t.Errorf("says serving before failing:\n%s%s", o.String(), e.String())
 			}
 		})
 	}

@@ -9,7 +9,8 @@
 //	GET /ipxe?mac=&uuid=&hostname=     the machine's iPXE script: kernel, initrd and kernel arguments
 //	GET /grub[?mac=&uuid=&hostname=]   the same for GRUB (UEFI HTTP boot); without a selector it
 //	                                   loads itself again with GRUB's $net_default_mac
-//	GET /ignition?mac=[&token=]        the machine's Ignition config
+//	GET /ignition?mac=[&token=]        the machine's Ignition config, without private keys
+//	POST /enrol                        a node's certificate requests (kiln-node enrol), JSON
 //	GET /assets/PATH                   a file under the assets folder (ranges, HEAD)
 //	GET /metrics                       Prometheus metrics
 //	GET /healthz                       200 once a config is loaded
@@ -35,12 +36,30 @@
 // with a sha512 or a file so that Ignition verifies it). No request ever reads outside DIR: paths
 // with "..", encoded slashes, or symbolic links that lead out of DIR are refused.
 //
+// # Secrets and enrolment
+//
+// MACs, UUIDs and host names are no secret: anyone on the boot network can claim them. So the
+// configs served carry no private key and no node certificate (render.EnrolOptions), only the
+// cluster CA and kiln-enrol.service, which runs kiln-node enrol before etcd and kiln-node: the
+// node makes its keys, POSTs one certificate request per certificate to /enrol, and waits. The
+// server reads only the requests' public keys (each request's signature checked): the
+// certificates get the names, addresses and usages of the node in the spec, signed with the
+// cluster CA (pki.Bundle.Sign). Whether they are signed is the Policy's or the operator's
+// decision: PolicyApprove waits for kiln pxe approve; PolicyFirst signs the first keys that claim
+// a node and refuses, logs at ERROR and counts (kiln_pxe_enrol_conflicts_total) any other. The
+// state (Enrolments) lives in the PKI folder, so it survives restarts and only who can write the
+// PKI can approve.
+//
+// The assets folder never serves private keys (*.key, or any file that starts as a PEM private
+// key), anything under a pki folder, or kiln's own config.ign and config.bu; it serves regular
+// files only, opened without blocking.
+//
 // # Tokens
 //
 // With a token secret, every config URL the server writes carries token=HMAC-SHA256(secret, MAC),
-// and /ignition refuses (403) a request without the right one, so that guessing a MAC is not
-// enough to read a machine's config. The boot scripts carry the token to the machine, so whoever
-// can fetch /ipxe for a MAC learns its token: the token protects /ignition where it is reachable
-// from more places than the boot scripts, or when a machine's kernel arguments come from
-// elsewhere (a BMC, an ISO's kernel arguments, a DHCP server's per-MAC options).
+// and /ignition refuses (403) a request without the right one. The boot scripts carry the token,
+// so whoever can fetch /ipxe for a MAC learns its token: a token keeps /ignition from answering
+// a bare guess of a MAC where it is reachable from more places than the boot scripts, or where a
+// machine's kernel arguments come from elsewhere (a BMC, an ISO, a DHCP server's per-MAC
+// options). It protects no secret: the configs hold none.
 package pxe

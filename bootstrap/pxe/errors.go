@@ -13,5 +13,19 @@ var (
 	// ErrTokenSecret: the token secret file is unreadable or too short.
 	ErrTokenSecret = errors.New("the token secret must hold at least 32 bytes")
 	// ErrTLS: only one of the certificate and the key was given.
-	ErrTLS = errors.New("TLS needs both a certificate and a key")
+	ErrTLS = errors.New("TLS needs a certificate and its key, both readable PEM")
+)
+
+// The errors of enrolments that users read.
+var (
+	// ErrEnrolPolicy: --enrol is not a known policy.
+	ErrEnrolPolicy = errors.New("the enrolment policy must be approve or first")
+	// ErrEnrolNode: a node name that is not one plain name.
+	ErrEnrolNode = errors.New("not a node name")
+	// ErrNoPending: kiln pxe approve without --fingerprint for a node with nothing pending.
+	ErrNoPending = errors.New("no pending enrolment")
+	// ErrNoEnrolment: no enrolment has the fingerprint given.
+	ErrNoEnrolment = errors.New("no enrolment with that fingerprint")
+	// ErrAmbiguous: several enrolments match.
+	ErrAmbiguous = errors.New("several enrolments match")
 )

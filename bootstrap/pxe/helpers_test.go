@@ -55,7 +55,8 @@ func newFixture(t testing.TB, spec string) *fixture {
 }
 
 func (f *fixture) options() render.CompileOptions {
-	return render.CompileOptions{PKIDir: f.pki, KilnVersion: "v0.0.0-test"}
+	// The server serves configs without keys: nodes enrol (render.EnrolOptions).
+	return render.CompileOptions{PKIDir: f.pki, KilnVersion: "v0.0.0-test", Enrol: &render.EnrolOptions{}}
 }
 
 func (f *fixture) config(log *slog.Logger) Config {

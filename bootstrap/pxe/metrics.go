@@ -13,15 +13,17 @@ import (
 // metrics are the server's Prometheus metrics, on a registry of its own so that two servers in
 // one process (tests) never collide.
 type metrics struct {
-	reg           *prometheus.Registry
-	handler       http.Handler
-	requests      *prometheus.CounterVec
-	duration      *prometheus.HistogramVec
-	unknown       prometheus.Counter
-	tokenRejected prometheus.Counter
-	reloads       *prometheus.CounterVec
-	nodes         prometheus.Gauge
-	loaded        prometheus.Gauge
+	reg            *prometheus.Registry
+	handler        http.Handler
+	requests       *prometheus.CounterVec
+	duration       *prometheus.HistogramVec
+	unknown        prometheus.Counter
+	tokenRejected  prometheus.Counter
+	enrolments     *prometheus.CounterVec
+	enrolConflicts prometheus.Counter
+	reloads        *prometheus.CounterVec
+	nodes          prometheus.Gauge
+	loaded         prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -40,6 +42,12 @@ func newMetrics() *metrics {
 		tokenRejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kiln_pxe_token_rejections_total", Help: "Config requests refused for a missing or wrong token.",
 		}),
+		enrolments: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kiln_pxe_enrolments_total", Help: "Enrolment requests answered, by result (issued, pending, refused).",
+		}, []string{"result"}),
+		enrolConflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kiln_pxe_enrol_conflicts_total", Help: "Keys refused because other keys had enrolled the node first (policy first): another machine claimed the node.",
+		}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kiln_pxe_reloads_total", Help: "Recompiles of the spec after a change, by result (ok, failed).",
 		}, []string{"result"}),
@@ -50,8 +58,11 @@ func newMetrics() *metrics {
 			Name: "kiln_pxe_configs_loaded_timestamp_seconds", Help: "When the configs being served were compiled.",
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.unknown, m.tokenRejected, m.reloads, m.nodes, m.loaded,
+	m.reg.MustRegister(m.requests, m.duration, m.unknown, m.tokenRejected, m.enrolments, m.enrolConflicts, m.reloads, m.nodes, m.loaded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, r := range []string{"issued", "pending", "refused"} {
+		m.enrolments.WithLabelValues(r)
+	}
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})

@@ -2,7 +2,6 @@ package pxe
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,8 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kiln-cluster/kiln/bootstrap/render"
-
 	"github.com/kiln-cluster/kiln/images/catalog"
+	"github.com/kiln-cluster/kiln/node/enrol"
 )
 
 // Config says what the server serves and how.
@@ -46,6 +46,9 @@ type Config struct {
 	Poll time.Duration
 	// Logger receives the access log and the reloads; nil means slog.Default().
 	Logger *slog.Logger
+	// Enrol decides the nodes' enrolments that the operator has not; "" is PolicyApprove.
+	// Served configs never carry private keys: nodes make theirs and enrol (POST /enrol).
+	Enrol Policy
 }
 
 // Server is the boot server. It is an http.Handler; Serve runs it on a listener.
@@ -62,6 +65,10 @@ type Server struct {
 	// were compiled from, pending their state at the last check.
 	reload               sync.Mutex
 	fingerprint, pending string
+
+	// enrolMu serializes enrolment decisions; enrolments is their state beside the PKI.
+	enrolMu    sync.Mutex
+	enrolments *Enrolments
 }
 
 // New compiles the spec, keeping new certificates in the PKI folder (unless first, the result of
@@ -77,7 +84,18 @@ func New(cfg Config, first *render.Compiled) (*Server, error) {
 	if cfg.TokenSecret != nil && len(cfg.TokenSecret) < 32 {
 		return nil, ErrTokenSecret
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, console: DefaultConsole, metrics: newMetrics()}
+	var err error
+	if cfg.Enrol, err = ParsePolicy(string(cfg.Enrol)); err != nil {
+		return nil, err
+	}
+	// Only kiln render makes a PKI: a missing one here is a mistyped path, not a new cluster.
+	cfg.Compile.CreatePKI = false
+	// One rule for a relative assets folder: the current directory, for serving and hashing.
+	if cfg.Assets, err = filepath.Abs(cfg.Assets); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoAssets, err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, console: DefaultConsole, metrics: newMetrics(),
+		enrolments: OpenEnrolments(cfg.Compile.PKIDir)}
 	if cfg.Console != nil {
 		s.console = cfg.Console
 	}
@@ -88,6 +106,11 @@ func New(cfg Config, first *render.Compiled) (*Server, error) {
 		}
 		s.base = strings.TrimSuffix(cfg.BaseURL, "/")
 	}
+	// The configs served over the network carry no private key, whatever the caller compiled.
+	if e := s.cfg.Compile.Enrol; e == nil || e.URL != s.base {
+		s.cfg.Compile.Enrol = &render.EnrolOptions{URL: s.base}
+		first = nil
+	}
 	root, err := os.OpenRoot(cfg.Assets)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoAssets, err)
@@ -97,7 +120,7 @@ func New(cfg Config, first *render.Compiled) (*Server, error) {
 	if first == nil {
 		st, first, err = s.compile()
 	} else {
-		st, err = build(first, cfg.TokenSecret)
+		st, err = build(first, s.cfg.TokenSecret)
 	}
 	if err != nil {
 		root.Close()
@@ -109,6 +132,15 @@ func New(cfg Config, first *render.Compiled) (*Server, error) {
 	if o := catalog.Of(first.Spec.Cluster.OS); cfg.InstallDev != "" && o.PXE.InstallDevArg == "" {
 		s.log.Warn("the install disk does not apply to "+o.Title+": its machines boot live (install it to disk from a snippet)",
 			"install_dev", cfg.InstallDev)
+	}
+	installs := cfg.InstallDev != ""
+	for _, m := range st.nodes {
+		installs = installs || m.installDev
+	}
+	if installs && s.base == "" {
+		// An installed system boots without ignition.config.url, where kiln-node enrol finds
+		// the server when the config does not name it.
+		s.log.Warn("machines installed to disk must be told where to enrol: set --base-url so that their configs name this server")
 	}
 	return s, nil
 }
@@ -129,15 +161,16 @@ func (s *Server) swap(st *state) {
 // shuts down gracefully: requests in flight get up to grace to finish. It also watches the spec
 // for changes while it runs. It returns nil after a shutdown that ctx asked for.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile string, grace time.Duration) error {
-	if (certFile == "") != (keyFile == "") {
-		return ErrTLS
+	tlsConfig, err := LoadTLS(certFile, keyFile)
+	if err != nil {
+		return err
 	}
 	srv := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSConfig:         tlsConfig,
 	}
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
@@ -149,7 +182,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile s
 	errc := make(chan error, 1)
 	go func() {
 		if certFile != "" {
-			errc <- srv.ServeTLS(ln, certFile, keyFile)
+			errc <- srv.ServeTLS(ln, "", "") // the pair is in TLSConfig, checked above
 		} else {
 			errc <- srv.Serve(ln)
 		}
@@ -160,8 +193,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile s
 		s.log.Warn("GRUB fetches over plain HTTP only: /grub scripts point at https and GRUB cannot follow them; use iPXE")
 	}
 	s.log.Info("serving", "addr", ln.Addr().String(), "scheme", scheme, "spec", s.cfg.Spec, "assets", s.cfg.Assets,
-		"nodes", len(s.state.Load().nodes), "tokens", s.cfg.TokenSecret != nil)
-	var err error
+		"nodes", len(s.state.Load().nodes), "tokens", s.cfg.TokenSecret != nil, "enrol", s.cfg.Enrol)
 	select {
 	case err = <-errc:
 		// The listener failed before anyone asked us to stop.
@@ -202,6 +234,7 @@ const (
 	routeAssets   = "assets"
 	routeMetrics  = "metrics"
 	routeHealth   = "healthz"
+	routeEnrol    = "enrol"
 	routeOther    = "other"
 )
 
@@ -223,6 +256,17 @@ func (s *Server) route(w *responseWriter, r *http.Request) string {
 		route = routeMetrics
 	case p == "/healthz":
 		route = routeHealth
+	case p == enrol.Path:
+		route = routeEnrol
+	}
+	if route == routeEnrol {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			plain(w, http.StatusMethodNotAllowed, "kiln: enrolments are POSTed by kiln-node enrol\n")
+		} else {
+			s.serveEnrol(w, r)
+		}
+		return route
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -323,6 +367,10 @@ func (s *Server) serveScript(w *responseWriter, r *http.Request, route string) {
 // never an empty config.
 func (s *Server) notFound(w *responseWriter, st *state, sel selector) {
 	s.metrics.unknown.Inc()
+	if sel.empty() && sel.badMAC == "" {
+		plain(w, http.StatusNotFound, "kiln: the request names no machine: give mac=, uuid= or hostname=\n")
+		return
+	}
 	plain(w, http.StatusNotFound, fmt.Sprintf("kiln: no node of cluster %s has %s (spec %s: give the node its mac, metadata.uuid or name)\n",
 		st.cluster, sel, st.spec))
 }
@@ -388,8 +436,22 @@ func (s *Server) serveAsset(w *responseWriter, r *http.Request) {
 		plain(w, http.StatusBadRequest, "kiln: an asset path must be relative, without . or .. elements\n")
 		return
 	}
-	f, err := s.assets.Open(rel)
+	if secretAsset(rel) {
+		s.log.Warn("asset refused: private keys and kiln's own outputs are never served", "path", rel, "remote", r.RemoteAddr)
+		plain(w, http.StatusForbidden, "kiln: "+rel+" is a private key or a kiln output (config.ign, config.bu, pki/): never served from assets\n")
+		return
+	}
+	f, fi, err := s.openAsset(rel)
 	if err != nil {
+		if errors.Is(err, errPrivateKey) {
+			s.log.Warn("asset refused: private keys are never served", "path", rel, "remote", r.RemoteAddr)
+			plain(w, http.StatusForbidden, "kiln: "+rel+" is a private key: never served from assets\n")
+			return
+		}
+		if errors.Is(err, errNotRegular) {
+			plain(w, http.StatusNotFound, "kiln: no asset "+rel+" (not a file)\n")
+			return
+		}
 		if !errors.Is(err, fs.ErrNotExist) {
 			s.log.Warn("asset refused", "path", rel, "remote", r.RemoteAddr, "err", err)
 		}
@@ -397,11 +459,6 @@ func (s *Server) serveAsset(w *responseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
-		plain(w, http.StatusNotFound, "kiln: no asset "+rel+" (not a file)\n")
-		return
-	}
 	http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
 }
 
@@ -413,14 +470,16 @@ func plain(w http.ResponseWriter, code int, msg string) {
 	io.WriteString(w, msg)
 }
 
-// redact hides tokens in a query before it is logged.
+// redact hides tokens in a query before it is logged. A parameter is a token when its name,
+// decoded as the server's query parser decodes it (%74oken is token), is "token".
 func redact(q string) string {
-	if !strings.Contains(q, "token=") {
+	if q == "" {
 		return q
 	}
 	parts := strings.Split(q, "&")
 	for i, p := range parts {
-		if strings.HasPrefix(p, "token=") {
+		name, _, _ := strings.Cut(p, "=")
+		if dec, err := url.QueryUnescape(name); err != nil || strings.EqualFold(strings.TrimSpace(dec), "token") {
 			parts[i] = "token=REDACTED"
 		}
 	}

@@ -95,7 +95,7 @@ func TestRoutes(t *testing.T) {
 		{name: "ipxe unknown MAC is 404 with a clear body", target: "/ipxe?mac=52:54:00:00:00:99", code: 404,
 			want: []string{"no node of cluster pxetest has MAC 52:54:00:00:00:99"}, not: []string{"kernel"}},
 		{name: "ipxe bad MAC is 404 and says so", target: "/ipxe?mac=nope", code: 404, want: []string{`MAC "nope" (not a MAC address)`}},
-		{name: "ipxe without selector is 404", target: "/ipxe", code: 404, want: []string{"no mac, uuid or hostname"}},
+		{name: "ipxe without selector is 404", target: "/ipxe", code: 404, want: []string{"the request names no machine: give mac=, uuid= or hostname="}},
 		{name: "ipxe script of a Flatcar node", target: "/ipxe?mac=52:54:00:aa:bb:01", code: 200,
 			exact: "#!ipxe\n# kiln: node n1 of cluster pxetest (flatcar stable)\n" +
 				"kernel http://pxe.test/assets/flatcar/stable/flatcar_production_pxe.vmlinuz initrd=flatcar_production_pxe_image.cpio.gz flatcar.first_boot=1 " +

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/kiln-cluster/kiln/bootstrap/pki"
 	"github.com/kiln-cluster/kiln/bootstrap/render"
 )
 
@@ -22,6 +23,10 @@ type machine struct {
 	kargs           []string
 	// installDev: the node's kernelArgs name coreos.inst.install_dev (an install to disk).
 	installDev bool
+	// member: an etcd member, which enrols for etcd's peer and server certificates too; pki
+	// names its addresses, which every certificate it enrols for carries.
+	member bool
+	pki    pki.Node
 	// query selects the machine in the config URL (mac=52-54-00-.. or hostname=name).
 	query string
 	// token is hex HMAC-SHA256(secret, MAC or name); "" when tokens are off.
@@ -37,11 +42,13 @@ type machine struct {
 type state struct {
 	cluster string
 	spec    string
-	nodes   []*machine
-	byMAC   map[string]*machine
-	byUUID  map[string]*machine
-	byName  map[string]*machine
-	loaded  time.Time
+	// pki signs enrolments.
+	pki    *pki.Bundle
+	nodes  []*machine
+	byMAC  map[string]*machine
+	byUUID map[string]*machine
+	byName map[string]*machine
+	loaded time.Time
 	// watched are the files the configs were made from (the spec, its snippets, units and
 	// binaries), whose changes cause a reload.
 	watched []string
@@ -53,12 +60,14 @@ func build(c *render.Compiled, secret []byte) (*state, error) {
 	st := &state{
 		cluster: s.Cluster.Name,
 		spec:    s.File,
+		pki:     c.PKI,
 		byMAC:   map[string]*machine{},
 		byUUID:  map[string]*machine{},
 		byName:  map[string]*machine{},
 		loaded:  time.Now(),
 		watched: watchedFiles(c),
 	}
+	pkiNodes := render.PKINodes(s)
 	for i := range s.Nodes {
 		n := &s.Nodes[i]
 		cn := c.Node(n.Name)
@@ -76,6 +85,8 @@ func build(c *render.Compiled, secret []byte) (*state, error) {
 			channel:  s.Cluster.Channel,
 			kargs:    n.KernelArgs,
 			ignition: cn.Ignition,
+			member:   s.IsMember(n.Name),
+			pki:      pkiNodes[i],
 		}
 		for _, k := range n.KernelArgs {
 			if strings.HasPrefix(k, "coreos.inst.install_dev=") {

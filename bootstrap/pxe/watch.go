@@ -162,7 +162,7 @@ func (s *Server) checkAssets(st *state, c *render.Compiled) {
 			continue
 		}
 		rel := strings.TrimPrefix(u.Path, "/assets/")
-		f, err := s.assets.Open(rel)
+		f, _, err := s.openAsset(rel)
 		if err != nil {
 			s.log.Warn("binary missing from the assets: nodes will fail to fetch it", "binary", b.what, "url", b.bin.URL, "path", rel)
 			continue

@@ -26,6 +26,8 @@ type CompileOptions struct {
 	Strict bool
 	// Now is the time certificates are checked and issued at; zero means time.Now().
 	Now time.Time
+	// Enrol, when set, renders configs without the nodes' private keys (see EnrolOptions).
+	Enrol *EnrolOptions
 }
 
 // Compiled is a spec turned into every node's configs.
@@ -68,7 +70,7 @@ func Compile(path string, opt CompileOptions) (*Compiled, report.Report, error) 
 	if err != nil {
 		return nil, rep, err
 	}
-	nodes, r, err := Render(s, b, Options{})
+	nodes, r, err := Render(s, b, Options{Enrol: opt.Enrol})
 	rep.Merge(r)
 	if err != nil {
 		return nil, rep, err

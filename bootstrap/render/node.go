@@ -52,6 +52,8 @@ type cluster struct {
 	units                  []file // the unit files under UnitsDir, and the manifest
 	snippets               []*yaml.Node
 	snippetFiles           []string
+	// enrol: leave the nodes' keys out; they enrol (nil: keys in the config).
+	enrol *EnrolOptions
 }
 
 func newCluster(s *spec.Spec, b *pki.Bundle) (*cluster, error) {
@@ -212,7 +214,11 @@ func (c *cluster) shared(r role) (*yaml.Node, origins, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		d.Systemd.Units = append(d.Systemd.Units, unit{Name: "kiln-etcd.service", Enabled: yes, Contents: body})
+		etcd := unit{Name: "kiln-etcd.service", Enabled: yes, Contents: body}
+		if c.enrol != nil {
+			etcd.Dropins = enrolDropins()
+		}
+		d.Systemd.Units = append(d.Systemd.Units, etcd)
 	}
 
 	// kiln-node and the cluster's units it submits.
@@ -222,7 +228,12 @@ func (c *cluster) shared(r role) (*yaml.Node, origins, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	d.Systemd.Units = append(d.Systemd.Units, unit{Name: "kiln-node.service", Enabled: yes, Contents: body})
+	kiln := unit{Name: "kiln-node.service", Enabled: yes, Contents: body}
+	if c.enrol != nil {
+		kiln.Dropins = enrolDropins()
+		d.Systemd.Units = append(d.Systemd.Units, c.enrolUnit(r.member, kn))
+	}
+	d.Systemd.Units = append(d.Systemd.Units, kiln)
 	d.Storage.Files = append(d.Storage.Files, c.units...)
 
 	n, err := toNode(&d)
@@ -278,9 +289,12 @@ func (c *cluster) perNode(i int) (*doc, error) {
 		add(f)
 	}
 
+	// With enrolment the node makes its own keys and gets their certificates from the boot server.
 	certs := c.pki.Nodes[n.Name]
-	add(file{Path: PKIDir + "/client.crt", Mode: 0o644, Contents: contents{Inline: string(certs.Client.Cert)}, origin: p + ".name"})
-	add(file{Path: PKIDir + "/client.key", Mode: 0o600, Contents: contents{Inline: string(certs.Client.Key)}, origin: p + ".name"})
+	if c.enrol == nil {
+		add(file{Path: PKIDir + "/client.crt", Mode: 0o644, Contents: contents{Inline: string(certs.Client.Cert)}, origin: p + ".name"})
+		add(file{Path: PKIDir + "/client.key", Mode: 0o600, Contents: contents{Inline: string(certs.Client.Key)}, origin: p + ".name"})
+	}
 
 	if member {
 		e := s.Cluster.Etcd
@@ -298,8 +312,11 @@ func (c *cluster) perNode(i int) (*doc, error) {
 			name string
 			pair pki.Pair
 		}{{"peer", certs.Peer}, {"server", certs.Server}} {
-			add(file{Path: PKIDir + "/etcd/" + kp.name + ".crt", Mode: 0o644, Contents: contents{Inline: string(kp.pair.Cert)}, origin: p + ".name"})
-			add(file{Path: PKIDir + "/etcd/" + kp.name + ".key", Mode: 0o600, Contents: contents{Inline: string(kp.pair.Key)}, origin: p + ".name"})
+			if c.enrol != nil {
+				continue // made on the node
+			}
+			add(file{Path: EtcdPKIDir + "/" + kp.name + ".crt", Mode: 0o644, Contents: contents{Inline: string(kp.pair.Cert)}, origin: p + ".name"})
+			add(file{Path: EtcdPKIDir + "/" + kp.name + ".key", Mode: 0o600, Contents: contents{Inline: string(kp.pair.Key)}, origin: p + ".name"})
 		}
 	}
 

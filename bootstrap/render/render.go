@@ -83,6 +83,8 @@ type Options struct {
 	Workers int
 	// Slow translates every node's whole Butane config, as a reference for tests and benchmarks.
 	Slow bool
+	// Enrol, when set, leaves the node's private keys out: the node makes them and enrols.
+	Enrol *EnrolOptions
 }
 
 // Render renders every node of s (defaults applied, validated) with the certificates of b.
@@ -93,6 +95,7 @@ func Render(s *spec.Spec, b *pki.Bundle, opt Options) ([]Node, report.Report, er
 	if err != nil {
 		return nil, rep, err
 	}
+	c.enrol = opt.Enrol
 	workers := opt.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)

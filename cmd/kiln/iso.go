@@ -196,7 +196,7 @@ func isoErr(err error) error {
 	for _, e := range []error{
 		iso.ErrNotLiveISO, iso.ErrNoConfig, iso.ErrConfigExists, iso.ErrTooLarge, iso.ErrInvalidConfig,
 		iso.ErrNoKargs, iso.ErrKargsTooLarge, iso.ErrKargsMismatch, iso.ErrBadReplace, iso.ErrBadArea,
-		iso.ErrBadInitrd, fs.ErrNotExist, fs.ErrPermission,
+		iso.ErrBadInitrd, iso.ErrNotImage, fs.ErrNotExist, fs.ErrPermission,
 	} {
 		if errors.Is(err, e) {
 			return userErr(err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/bootstrap/pxe"
+	"github.com/kiln-cluster/kiln/bootstrap/render"
 )
 
 func init() { register(newPXECmd) }
@@ -26,16 +28,16 @@ func newPXECmd() *cobra.Command {
 		Example: `  kiln pxe serve -f cluster.yaml --listen 0.0.0.0:8080 --assets /srv/kiln`,
 		Args:    args(cobra.NoArgs),
 	}
-	cmd.AddCommand(newPXEServeCmd())
+	cmd.AddCommand(newPXEServeCmd(), newPXEEnrolmentsCmd(), newPXEDecideCmd(true), newPXEDecideCmd(false))
 	return cmd
 }
 
 func newPXEServeCmd() *cobra.Command {
 	var (
-		file, listen, assets, pkiDir, certFile, keyFile, secretFile, baseURL, installDev, logLevel string
-		console                                                                                    []string
-		useToken, strict                                                                           bool
-		poll                                                                                       time.Duration
+		file, listen, assets, pkiDir, certFile, keyFile, secretFile, baseURL, installDev, logLevel, policy string
+		console                                                                                            []string
+		useToken, strict                                                                                   bool
+		poll                                                                                               time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve -f SPEC --listen ADDR --assets DIR",
@@ -62,9 +64,24 @@ and whatever else nodes fetch, served under /assets/: for an air-gapped cluster,
 http://ADDR/assets/kiln-node. DIR/kiln-node, when present, is the file whose hash the configs
 verify unless the spec gives one.
 
+The configs served carry no private key: anyone can ask for any machine's config, so MACs,
+UUIDs and names prove nothing. Each node makes its keys on first boot (kiln-enrol.service runs
+kiln-node enrol before etcd and kiln-node) and sends certificate requests to POST /enrol. The
+server signs them with the cluster CA for the node's names and addresses in the spec, when the
+enrolment policy (--enrol) or the operator says so:
+  approve  (default) every new key waits for kiln pxe approve NODE; kiln pxe enrolments lists
+           them with their fingerprint and the address they came from
+  first    the first key to claim a node is signed, hands-off; any other key for that node later
+           is refused and reported (log at ERROR, kiln_pxe_enrol_conflicts_total, kiln pxe
+           enrolments): a machine that claims another's MAC is detected, not served. A machine
+           that loses its keys (a live boot without a disk) needs kiln pxe approve again.
+The enrolment state lives in the PKI folder (PKI/enrol), so it survives restarts and only who
+can write the PKI can approve.
+
 With --token (or --token-secret FILE), config URLs carry a per-machine token (an HMAC of the
 MAC with a secret kept beside the PKI, made on first use) and /ignition refuses requests without
-it. Metrics are at /metrics.`,
+it. The boot scripts carry the token, so it is no secret from whoever can ask for them.
+Metrics are at /metrics.`,
 		Example: `  # Listen on every interface; the configs' URLs use the address each machine reached
   kiln pxe serve -f configs/examples/demo.yaml --listen 0.0.0.0:8080 --assets /srv/kiln --pki out/pki
 
@@ -78,13 +95,25 @@ it. Metrics are at /metrics.`,
 				return userErr(fmt.Errorf("--log-level: %w", err))
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			if (certFile == "") != (keyFile == "") {
-				return userErr(pxe.ErrTLS)
+			pol, err := pxe.ParsePolicy(policy)
+			if err != nil {
+				return userErr(fmt.Errorf("--enrol: %w", err))
+			}
+			if _, err := pxe.LoadTLS(certFile, keyFile); err != nil {
+				return userErr(err)
+			}
+			// A relative --assets is relative to the current directory, for serving and for
+			// hashing what the configs verify alike.
+			if assets != "" {
+				if assets, err = filepath.Abs(assets); err != nil {
+					return userErr(fmt.Errorf("--assets: %w", err))
+				}
 			}
 			if fi, err := os.Stat(assets); assets != "" && (err != nil || !fi.IsDir()) {
 				return userErr(fmt.Errorf("--assets %s: %w", assets, pxe.ErrNoAssets))
 			}
 			o := deliverOptions(file, pkiDir, strict, cmd.ErrOrStderr())
+			o.Enrol = &render.EnrolOptions{URL: strings.TrimSuffix(baseURL, "/")}
 			if p := filepath.Join(assets, "kiln-node"); assets != "" && fileExists(p) {
 				o.KilnNodeFile = p
 			}
@@ -99,7 +128,7 @@ it. Metrics are at /metrics.`,
 			}
 			cfg := pxe.Config{
 				Spec: file, Compile: o.Compile(), Assets: assets, BaseURL: baseURL,
-				InstallDev: installDev, Poll: poll, Logger: log,
+				InstallDev: installDev, Poll: poll, Logger: log, Enrol: pol,
 			}
 			if cmd.Flags().Changed("console") {
 				cfg.Console = []string{}
@@ -142,7 +171,7 @@ it. Metrics are at /metrics.`,
 	f.StringVarP(&file, "file", "f", "cluster.yaml", "the cluster spec")
 	f.StringVar(&listen, "listen", "127.0.0.1:8080", "the address to listen on (loopback unless told otherwise)")
 	f.StringVar(&assets, "assets", "", "the folder served under /assets/ (boot files, kiln-node, etcd; default: the image cache of kiln images pull)")
-	f.StringVar(&pkiDir, "pki", filepath.Join("out", "pki"), "the cluster's PKI folder (kiln render -o OUT keeps it in OUT/pki)")
+	f.StringVar(&pkiDir, "pki", defaultPKI, "the cluster's PKI folder (kiln render -o OUT keeps it in OUT/pki)")
 	f.StringVar(&certFile, "tls-cert", "", "serve HTTPS with this certificate (PEM; with --tls-key)")
 	f.StringVar(&keyFile, "tls-key", "", "the key of --tls-cert (PEM)")
 	f.BoolVar(&useToken, "token", false, "require a per-machine token in config URLs (secret in the PKI folder, made on first use)")
@@ -153,6 +182,7 @@ it. Metrics are at /metrics.`,
 	f.DurationVar(&poll, "poll", 2*time.Second, "how often the spec and its files are checked for changes")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info (access log), warn or error")
 	f.BoolVar(&strict, "strict", false, "treat the spec's warnings as errors")
+	f.StringVar(&policy, "enrol", string(pxe.PolicyApprove), "who signs a node's keys: approve (kiln pxe approve) or first (the first key per node, later ones refused)")
 	return cmd
 }
 

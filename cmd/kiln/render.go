@@ -59,26 +59,11 @@ render that fails leaves it as it was. The same spec and PKI give byte-identical
 		Example: "  kiln render -f configs/examples/demo.yaml -o out",
 		Args:    args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			// Not Prepare: the PKI is written with the configs, in one step.
-			o := deliverOptions(file, filepath.Join(out, "pki"), strict, cmd.ErrOrStderr())
-			o.CreatePKI = true
-			c, err := deliver.Compile(o)
+			c, err := compileForRender(file, out, strict, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			ctx, err := deliver.Context(c.Spec, out)
-			if err != nil {
-				return err
-			}
-			raw, err := yaml.Marshal(ctx)
-			if err != nil {
-				return err
-			}
-			if err := render.Write(out, c.Nodes, c.PKI, map[string][]byte{"pki/" + config.ContextFile: raw}); err != nil {
-				return userErr(err)
-			}
-			// kiln ctl now talks to this cluster with no flags.
-			current, err := config.WriteCurrentContext(ctx)
+			current, _, err := writeRendered(c, out)
 			if err != nil {
 				return err
 			}
@@ -96,4 +81,32 @@ render that fails leaves it as it was. The same spec and PKI give byte-identical
 	cmd.Flags().StringVarP(&out, "output", "o", "out", "the output folder")
 	cmd.Flags().BoolVar(&strict, "strict", false, "treat warnings as errors")
 	return cmd
+}
+
+// compileForRender compiles the spec with the PKI of out/pki, made when it is missing: what kiln
+// render and kiln up (into its state folder) share. Not Prepare: the PKI is written with the
+// configs, in one step, by writeRendered.
+func compileForRender(file, out string, strict bool, w io.Writer) (*render.Compiled, error) {
+	o := deliverOptions(file, filepath.Join(out, "pki"), strict, w)
+	o.CreatePKI = true
+	return deliver.Compile(o)
+}
+
+// writeRendered writes the compiled cluster into out (as kiln render does) with its context in
+// out/pki, and makes that context current for kiln ctl. It returns where the current context is.
+func writeRendered(c *render.Compiled, out string) (string, *config.Context, error) {
+	ctx, err := deliver.Context(c.Spec, out)
+	if err != nil {
+		return "", nil, err
+	}
+	raw, err := yaml.Marshal(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := render.Write(out, c.Nodes, c.PKI, map[string][]byte{"pki/" + config.ContextFile: raw}); err != nil {
+		return "", nil, userErr(err)
+	}
+	// kiln ctl now talks to this cluster with no flags.
+	current, err := config.WriteCurrentContext(ctx)
+	return current, ctx, err
 }

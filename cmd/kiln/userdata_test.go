@@ -207,7 +207,7 @@ func TestUserdataRefusesOutputsThatAreInputs(t *testing.T) {
 	}{
 		{"the spec", []string{"-o", spec}, "refusing to overwrite an input", spec},
 		{"a link to the spec", []string{"-o", link}, "refusing to overwrite an input", spec},
-		{"a unit the spec names", []string{"-o", filepath.Join(dir, "units", "node-exporter.service")}, "refusing to overwrite an input", filepath.Join(dir, "units", "node-exporter.service")},
+		{"a unit the spec names", []string{"-o", filepath.Join(dir, "units", "my-app@.service")}, "refusing to overwrite an input", filepath.Join(dir, "units", "my-app@.service")},
 		{"a snippet", []string{"--pointer-url", "https://x/n1.ign", "--pointer-out", filepath.Join(dir, "snippets", "motd.bu")}, "refusing to overwrite an input", filepath.Join(dir, "snippets", "motd.bu")},
 		{"the CA key", []string{"-o", filepath.Join(pki, "ca.key")}, "refusing to overwrite an input", filepath.Join(pki, "ca.key")},
 		{"a hard link to the CA key", []string{"-o", hard}, "refusing to overwrite an input", hard},

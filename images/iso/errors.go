@@ -4,6 +4,8 @@ import "errors"
 
 // The errors a user reads from `kiln iso`; tests compare against these values.
 var (
+	// ErrNotImage means the path is neither a file nor a block device (a FIFO, a folder).
+	ErrNotImage = errors.New("not an image: expected a regular file or a block device")
 	// ErrNotLiveISO means the image has no Ignition embed area: not a CoreOS live ISO, or too old.
 	ErrNotLiveISO = errors.New("no ignition embed area found: not a fedora coreos or flatcar live iso")
 	// ErrNoConfig means show found no embedded Ignition config.

@@ -55,9 +55,17 @@ type Image struct {
 
 // Open reads the embed areas of the ISO at path.
 func Open(path string) (*Image, error) {
-	f, err := os.Open(path)
+	// O_NONBLOCK: a FIFO must not hang the open; it is refused below.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
+	}
+	if st, err := f.Stat(); err != nil {
+		f.Close()
+		return nil, err
+	} else if m := st.Mode(); !m.IsRegular() && (m&os.ModeDevice == 0 || m&os.ModeCharDevice != 0) {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, ErrNotImage)
 	}
 	im, err := open(f)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func statT(t *testing.T, p string) *syscall.Stat_t {
@@ -119,5 +120,26 @@ func TestInterruptedInPlaceChangeIsRolledBack(t *testing.T) {
 	}
 	if !bytes.Equal(readFile(t, p), orig) {
 		t.Error("the image is not the original after roll back, embed and remove")
+	}
+}
+
+// A FIFO or a folder is refused at once, not waited on.
+func TestOpenRefusesNonImages(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "live.iso")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{fifo, dir, "/dev/zero"} {
+		done := make(chan error, 1)
+		go func() { _, err := Show(p); done <- err }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrNotImage) {
+				t.Errorf("%s: err = %v, want ErrNotImage", p, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: Show hangs", p)
+		}
 	}
 }

@@ -34,6 +34,7 @@ import (
 
 	"github.com/kiln-cluster/kiln/images/catalog"
 	"github.com/kiln-cluster/kiln/images/feed"
+	"github.com/kiln-cluster/kiln/internal/testkit"
 )
 
 // Versions the mirror publishes.
@@ -339,11 +340,11 @@ func xzip(t testing.TB, b []byte) []byte {
 
 // bz2 compresses with the bzip2 tool (Go's library only decompresses).
 func bz2(t testing.TB, b []byte) []byte {
-	cmd := exec.Command("bzip2", "-c")
+	cmd := exec.Command(testkit.RequireTool(t, "bzip2"), "-c")
 	cmd.Stdin = bytes.NewReader(b)
 	out, err := cmd.Output()
 	if err != nil {
-		t.Skipf("bzip2 (to make Flatcar's compressed qemu image): %v", err)
+		t.Fatalf("bzip2 (to make Flatcar's compressed qemu image): %v", err)
 	}
 	return out
 }

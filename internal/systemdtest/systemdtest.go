@@ -1,6 +1,7 @@
-// Package systemdtest gives tests a real systemd machine: a Docker container of the image that
-// `make systemd-image` builds (Debian bookworm by debootstrap, minbase plus systemd, D-Bus,
-// iproute2 and procps) with systemd as PID 1 and the system bus running, on an internal Docker
+// Package systemdtest gives tests a real systemd machine: a Docker container of the base of
+// kiln's node image (images/nodeimage: Debian bookworm by debootstrap, minbase plus systemd, D-Bus,
+// iproute2, procps and busybox; built by `make systemd-image`, which runs `kiln images
+// build-node`) with systemd as PID 1 and the system bus running, on an internal Docker
 // network that the test creates. Everything is removed in t.Cleanup, also when the test fails.
 //
 //	m := systemdtest.Start(t, systemdtest.Options{
@@ -28,7 +29,7 @@
 // machine; `systemctl poweroff` leaves it stopped. A machine's boot ID
 // (/proc/sys/kernel/random/boot_id) is the host kernel's and does not change when it restarts.
 //
-// The image is $KILN_SYSTEMD_IMAGE (exported by the Makefile), else DefaultImage. When docker,
+// The image is $KILN_SYSTEMD_IMAGE, else DefaultImage(). When docker,
 // its daemon or the image is missing, the test is skipped, unless $CI or $KILN_REQUIRE_TOOLS is
 // set: then it fails. Containers and networks carry the label LabelKey (and LabelKey+".pid", the
 // test process); leftovers of test processes that died without cleaning up (a test binary killed
@@ -45,6 +46,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/kiln-cluster/kiln/images/nodeimage"
 	"os"
 	"os/exec"
 	"strconv"
@@ -57,9 +59,9 @@ import (
 	"github.com/kiln-cluster/kiln/internal/testkit"
 )
 
-// DefaultImage is the image `make systemd-image` builds. A change of its recipe
-// (mkimage.sh) comes with a new tag, here and in the Makefile.
-const DefaultImage = "kiln-systemd-node:bookworm-1"
+// DefaultImage is the base of kiln's node image, which `make systemd-image` builds: the same
+// systemd root that `kiln up --driver docker` runs, tagged by a hash of its recipe.
+func DefaultImage() string { return nodeimage.BaseImage() }
 
 // LabelKey labels every container and network this package creates (value "1"). LabelKey+".pid"
 // holds the test process's PID and LabelKey+".test" the test's name.
@@ -68,17 +70,8 @@ const LabelKey = "dev.kiln.systemdtest"
 // DefaultBootTimeout bounds the wait for a machine to reach running or degraded.
 const DefaultBootTimeout = 90 * time.Second
 
-// RunFlags are the docker run flags that let systemd run as PID 1 here. --privileged is refused
-// on machines that lack CAP_SYS_RESOURCE, so every capability but that one is added instead;
-// systemd needs the host's cgroup tree writable and tmpfs on /run and /run/lock. Stop signals
-// SIGRTMIN+3, systemd's "halt" (SIGTERM only makes it re-execute itself).
-var RunFlags = []string{
-	"--cap-add=ALL", "--cap-drop=SYS_RESOURCE",
-	"--security-opt", "seccomp=unconfined",
-	"--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-	"--tmpfs", "/run", "--tmpfs", "/run/lock",
-	"--stop-signal", "SIGRTMIN+3",
-}
+// RunFlags are the docker run flags that let systemd run as PID 1 here: the node image's.
+var RunFlags = nodeimage.RunFlags
 
 // exitReboot and exitHalt are the exit codes of systemd as PID 1 of a container after
 // `systemctl reboot` and after a halt or poweroff (also what docker stop asks for).
@@ -162,7 +155,7 @@ func Require(t testing.TB, image string) string {
 		image = os.Getenv("KILN_SYSTEMD_IMAGE")
 	}
 	if image == "" {
-		image = DefaultImage
+		image = DefaultImage()
 	}
 	if _, err := exec.LookPath("docker"); err != nil {
 		missing(t, "docker is not installed (make deps installs it)")
@@ -173,7 +166,7 @@ func Require(t testing.TB, image string) string {
 		missing(t, fmt.Sprintf("the docker daemon is not reachable: %v", err))
 	}
 	if _, err := docker(ctx, "image", "inspect", "--format", "{{.Id}}", image); err != nil {
-		missing(t, fmt.Sprintf("docker image %s is missing (make systemd-image builds it)", image))
+		missing(t, fmt.Sprintf("docker image %s is missing (make systemd-image builds it: kiln images build-node)", image))
 	}
 	return image
 }

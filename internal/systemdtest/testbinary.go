@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/kiln-cluster/kiln/internal/testkit"
 )
 
 // TestBinaryPath is where StartWithTests puts the test binary inside the machine.
@@ -25,11 +27,7 @@ func StartWithTests(t testing.TB, pkgDir string, opts Options) *Machine {
 		pkgDir = wd
 	}
 	bin := t.TempDir()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	}
-	cmd := exec.Command(goBin, "test", "-c", "-o", filepath.Join(bin, filepath.Base(TestBinaryPath)), ".")
+	cmd := exec.Command(testkit.Go(t), "test", "-c", "-o", filepath.Join(bin, filepath.Base(TestBinaryPath)), ".")
 	cmd.Dir = pkgDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if raw, err := cmd.CombinedOutput(); err != nil {

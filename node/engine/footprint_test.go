@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kiln-cluster/kiln/internal/etcdtest"
+	"github.com/kiln-cluster/kiln/internal/testkit"
 )
 
 // procStatus reads a process's memory from /proc/PID/status: VmRSS, RssAnon and RssFile in
@@ -62,7 +63,7 @@ func (a procStatus) String() string {
 func floorProcess(tb testing.TB, c *etcdtest.Cluster) *exec.Cmd {
 	tb.Helper()
 	bin := filepath.Join(tb.TempDir(), "floor")
-	build := exec.Command("go", "build", "-trimpath", "-tags", "grpcnotrace", "-ldflags", "-s -w", "-o", bin, "./testdata/floor")
+	build := exec.Command(testkit.Go(tb), "build", "-trimpath", "-tags", "grpcnotrace", "-ldflags", "-s -w", "-o", bin, "./testdata/floor")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		tb.Fatalf("build floor: %v\n%s", err, out)

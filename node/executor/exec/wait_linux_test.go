@@ -1,8 +1,8 @@
-package executor
+package exec
 
 import (
 	"os"
-	"os/exec"
+	osexec "os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,10 +33,10 @@ func threads(t *testing.T) int {
 func TestWaitCmdHoldsNoThread(t *testing.T) {
 	const n = 40
 	before := threads(t)
-	var cmds []*exec.Cmd
+	var cmds []*osexec.Cmd
 	done := make(chan error, n)
 	for range n {
-		cmd := exec.Command("sleep", "1000")
+		cmd := osexec.Command("sleep", "1000")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

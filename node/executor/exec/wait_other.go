@@ -1,8 +1,8 @@
 //go:build !linux
 
-package executor
+package exec
 
 import "os/exec"
 
 // waitCmd is cmd.Wait (see wait_linux.go).
-func waitCmd(cmd *exec.Cmd) error { return cmd.Wait() }
+func waitCmd(cmd *osexec.Cmd) error { return cmd.Wait() }

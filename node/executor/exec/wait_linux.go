@@ -1,8 +1,8 @@
-package executor
+package exec
 
 import (
 	"os"
-	"os/exec"
+	osexec "os/exec"
 
 	"golang.org/x/sys/unix"
 )
@@ -12,7 +12,7 @@ import (
 // of the daemon's memory) per running unit. Here the process's pidfd waits in Go's network
 // poller instead, and cmd.Wait runs once the process has exited. Where pidfds are missing
 // (Linux before 5.3) it is plain cmd.Wait.
-func waitCmd(cmd *exec.Cmd) error {
+func waitCmd(cmd *osexec.Cmd) error {
 	if fd, err := unix.PidfdOpen(cmd.Process.Pid, unix.PIDFD_NONBLOCK); err == nil {
 		f := os.NewFile(uintptr(fd), "pidfd")
 		if rc, err := f.SyscallConn(); err == nil {
