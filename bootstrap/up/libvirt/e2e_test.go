@@ -5,12 +5,7 @@ package libvirt
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
-	"math/big"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -23,72 +18,9 @@ import (
 
 	"github.com/kiln-cluster/kiln/bootstrap/up"
 	"github.com/kiln-cluster/kiln/bootstrap/up/internal/uptest"
+	"github.com/kiln-cluster/kiln/internal/libvirttest"
 	"github.com/kiln-cluster/kiln/internal/testboot"
 )
-
-// systemURI is the daemon the e2e tests use: Debian's libvirtd, started by the test when it
-// is not running.
-const systemURI = "qemu:///system"
-
-// requireLibvirtd returns a connection to the system libvirtd; when none runs, it starts
-// virtlogd and libvirtd in the foreground and stops them when the test ends. Without the
-// daemon's binaries the test skips (fails under $CI or $KILN_REQUIRE_TOOLS).
-func requireLibvirtd(t testing.TB) *virt.Connect {
-	t.Helper()
-	if conn, err := virt.NewConnect(systemURI); err == nil {
-		t.Cleanup(func() { conn.Close() })
-		return conn
-	}
-	missing := func(msg string) {
-		if os.Getenv("CI") != "" || os.Getenv("KILN_REQUIRE_TOOLS") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	if os.Geteuid() != 0 {
-		missing("no libvirtd runs and only root can start the system one")
-	}
-	for _, daemon := range []string{"virtlogd", "libvirtd"} {
-		bin, err := exec.LookPath(daemon)
-		if err != nil {
-			missing(daemon + " not found (Debian package libvirt-daemon-system; run make deps)")
-		}
-		cmd := exec.Command(bin)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("started %s (pid %d)", daemon, cmd.Process.Pid)
-		t.Cleanup(func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			done := make(chan struct{})
-			go func() { cmd.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(15 * time.Second):
-				cmd.Process.Kill()
-				<-done
-			}
-			if t.Failed() && out.Len() > 0 {
-				t.Logf("%s said:\n%s", daemon, out.String())
-			}
-		})
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		conn, err := virt.NewConnect(systemURI)
-		if err == nil {
-			t.Cleanup(func() { conn.Close() })
-			return conn
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("libvirtd did not answer: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
 
 // e2eSetup is a cluster of three nodes whose domains boot the test kernel and an initramfs
 // that prints the node's fw_cfg config and its NIC's MAC, on a private pool and a network of a
@@ -102,16 +34,10 @@ type e2eSetup struct {
 func setupE2E(t testing.TB) *e2eSetup {
 	t.Helper()
 	kit := testboot.Require(t)
-	conn := requireLibvirtd(t)
-	id := randomHex(t, 3)
-
+	conn := libvirttest.Require(t)
+	id := libvirttest.ID(t, 3)
 	// Files QEMU reads (the kernel, the initramfs) must be reachable by its user.
-	dir, err := os.MkdirTemp("", "kiln-libvirt-e2e-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
+	dir := libvirttest.Dir(t)
 	init := testboot.Init{
 		Modules: append(append([]string{}, testboot.FwCfgModules...), testboot.NetModules...),
 		Script: `
@@ -140,40 +66,17 @@ finish
 		t.Fatal(err)
 	}
 
-	poolDir := filepath.Join(dir, "pool")
-	if err := os.Mkdir(poolDir, 0o711); err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(poolDir, 0o711)
-	poolName := "kiln-e2e-" + id
-	px, _ := poolXML(poolName, poolDir)
-	pool, err := conn.StoragePoolCreateXML(px, 0) // transient: gone when destroyed
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// Whatever a failed test left in the pool goes with it.
-		if names, err := pool.ListStorageVolumes(); err == nil {
-			for _, n := range names {
-				if v, err := pool.LookupStorageVolByName(n); err == nil {
-					v.Delete(0)
-					v.Free()
-				}
-			}
-		}
-		pool.Destroy()
-		pool.Free()
-	})
+	poolName := libvirttest.Pool(t, conn)
 
 	cluster := "e2e" + id
-	sub := fmt.Sprintf("10.%d.%d", 200+randomInt(t, 50), randomInt(t, 250))
+	sub := libvirttest.Subnet(t)
 	p := uptest.Plan(t, uptest.SpecText(cluster, "flatcar", sub+".1", []uptest.Node{
 		{Name: "n1", MAC: "52:54:00:" + id[0:2] + ":" + id[2:4] + ":01", IP: sub + ".11/24"},
 		{Name: "n2", MAC: "52:54:00:" + id[0:2] + ":" + id[2:4] + ":02", IP: sub + ".12/24"},
 		{Name: "n3", MAC: "52:54:00:" + id[0:2] + ":" + id[2:4] + ":03", IP: sub + ".13/24"},
 	}))
 	d := New()
-	d.URI, d.Image, d.Pool = systemURI, image, poolName
+	d.URI, d.Image, d.Pool = libvirttest.URI, image, poolName
 	d.DomainType, d.MemoryMiB, d.CPUs = "qemu", 256, 1
 	d.isolated = true
 	d.kernel, d.initrd, d.cmdline = kernel, initrd, testboot.DefaultAppend
@@ -184,22 +87,6 @@ finish
 		}
 	})
 	return &e2eSetup{conn: conn, plan: p, drv: d}
-}
-
-func randomHex(t testing.TB, n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-func randomInt(t testing.TB, n int64) int64 {
-	v, err := rand.Int(rand.Reader, big.NewInt(n))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v.Int64()
 }
 
 // waitConsoles waits until every node's console shows what its guest printed, and returns it
