@@ -39,7 +39,9 @@ type session struct {
 
 func connect(uri string) (*virt.Connect, error) {
 	conn, err := virt.NewConnect(uri)
-	if err != nil {
+	if err != nil && strings.Contains(err.Error(), "libvirt.so.0") {
+		return nil, fmt.Errorf("%w: %w", ErrNoLibrary, err)
+	} else if err != nil {
 		return nil, fmt.Errorf("connect to libvirt at %s: %w", uri, err)
 	}
 	return conn, nil

@@ -6,6 +6,8 @@ import "errors"
 var (
 	// ErrNotBuilt: this kiln was built without the libvirt driver (no cgo or no libvirt_dlopen tag).
 	ErrNotBuilt = errors.New("this kiln was built without the libvirt driver: build it with `make build` (cgo and -tags libvirt_dlopen; needs a C compiler, not libvirt's headers)")
+	// ErrNoLibrary: libvirt's client library is not installed (it is loaded at run time).
+	ErrNoLibrary = errors.New("libvirt's client library (libvirt.so.0) is not installed: Debian and Ubuntu package libvirt0, Fedora libvirt-libs")
 	// ErrNoImage: no OS disk image was given and none is cached for the spec's OS and channel.
 	ErrNoImage = errors.New("no OS disk image: give one with --image FILE (qcow2 or raw), or pull the spec's with kiln images pull --platform qemu")
 	// ErrImageFormat: the image is neither qcow2 nor raw.
