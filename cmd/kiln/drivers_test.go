@@ -2,16 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/vmware/govmomi"
-	"github.com/vmware/govmomi/find"
-	"github.com/vmware/govmomi/simulator"
+	"github.com/kiln-cluster/kiln/internal/vspheretest"
 )
 
 // providerSpec is a two-node spec for the provider drivers' CLI tests.
@@ -42,36 +39,9 @@ func TestIntegrationUpVSphere(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs govmomi's simulator")
 	}
-	model := simulator.VPX()
-	if err := model.Create(); err != nil {
-		t.Fatal(err)
-	}
-	model.Service.TLS = new(tls.Config)
-	srv := model.Service.NewServer()
-	t.Cleanup(func() { srv.Close(); model.Remove() })
-	ctx := context.Background()
-	c, err := govmomi.NewClient(ctx, srv.URL, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Logout(ctx)
-	f := find.NewFinder(c.Client, true)
-	dc, err := f.DefaultDatacenter(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.SetDatacenter(dc)
-	vm, err := f.VirtualMachine(ctx, "DC0_H0_VM0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if task, err := vm.PowerOff(ctx); err != nil || task.Wait(ctx) != nil {
-		t.Fatal(err)
-	}
-	if err := vm.MarkAsTemplate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("GOVC_URL", srv.URL.String())
+	sim := vspheretest.Start(t)
+	ctx, f := context.Background(), sim.Finder
+	t.Setenv("GOVC_URL", sim.URL)
 	t.Setenv("GOVC_INSECURE", "1")
 
 	spec, out := providerSpec(t, "cliv"), filepath.Join(t.TempDir(), "out")

@@ -119,7 +119,7 @@ func (d *Driver) up(ctx context.Context, p *up.Plan, r up.Reporter) error {
 		m, err := s.node(ctx, pool, n, base, img, diskSize, domType, network, owner, group)
 		if err != nil {
 			err = fmt.Errorf("node %s: %w", n.Name, err)
-			r.Failed(n.Name, up.StepMachine, err, tail(m.ConsoleLog))
+			r.Failed(n.Name, up.StepMachine, err, tail(m.ConsoleLog, 30))
 			return err
 		}
 		r.Step(n.Name, up.StepMachine, m.Name+" running")
@@ -467,15 +467,10 @@ func (s *session) nodeIndex(name string) int {
 // connection (libvirt opens the file and hands QEMU the descriptor, so the folder may be
 // private), in libvirt's log folder on a remote host.
 func (s *session) consoleLog(node string) string {
-	name := up.MachineName(s.plan.Cluster(), node) + ".console.log"
 	if remote(s.d.URI) {
-		return "/var/log/libvirt/qemu/" + name
+		return "/var/log/libvirt/qemu/" + up.MachineName(s.plan.Cluster(), node) + ".console.log"
 	}
-	dir, err := filepath.Abs(filepath.Join(s.plan.StateDir, "libvirt"))
-	if err != nil {
-		return ""
-	}
-	return filepath.Join(dir, name)
+	return consoleLog(s.plan, node)
 }
 
 // remote tells a URI that names a host.
@@ -669,20 +664,4 @@ func removeDomain(conn *virt.Connect, name, cluster, node string) (paths []strin
 		return nil, true, fmt.Errorf("undefine domain %s: %w", name, err)
 	}
 	return paths, true, nil
-}
-
-// tail is the last lines of a console log, for a failure report.
-func tail(path string) string {
-	if path == "" {
-		return ""
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > 20 {
-		lines = lines[len(lines)-20:]
-	}
-	return strings.Join(lines, "\n")
 }

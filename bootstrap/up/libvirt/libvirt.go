@@ -15,20 +15,18 @@ package libvirt
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/pflag"
 
 	"github.com/kiln-cluster/kiln/bootstrap/up"
+	"github.com/kiln-cluster/kiln/bootstrap/up/internal/statefile"
 	"github.com/kiln-cluster/kiln/images/cache"
 	"github.com/kiln-cluster/kiln/images/catalog"
-	"github.com/kiln-cluster/kiln/internal/atomicfile"
 )
 
 // Name is the driver's name in --driver.
@@ -132,6 +130,38 @@ func (d *Driver) Up(ctx context.Context, p *up.Plan, r up.Reporter) error { retu
 // kiln defined; nothing else. The base image volume stays for the next cluster.
 func (d *Driver) Down(ctx context.Context, p *up.Plan, r up.Reporter) error { return d.down(ctx, p, r) }
 
+// Journal implements up.Journaler: the last lines of the node's serial console (local
+// connections only; on a remote host the log is in libvirt's log folder there).
+func (d *Driver) Journal(_ context.Context, p *up.Plan, node string, lines int) string {
+	return tail(consoleLog(p, node), lines)
+}
+
+// consoleLog is where a local connection's domain writes its serial console: the state folder
+// (libvirt opens the file and hands QEMU the descriptor, so the folder may be private).
+func consoleLog(p *up.Plan, node string) string {
+	dir, err := filepath.Abs(filepath.Join(p.StateDir, "libvirt"))
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, up.MachineName(p.Cluster(), node)+".console.log")
+}
+
+// tail is the last lines of a file, for a failure report; "" when it cannot be read.
+func tail(path string, lines int) string {
+	if path == "" {
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
+}
+
 // imagePath is --image, or the cached disk image of the spec's OS and channel for QEMU.
 func (d *Driver) imagePath(p *up.Plan) (string, error) {
 	if d.Image != "" {
@@ -163,39 +193,11 @@ type state struct {
 
 const stateFile = "libvirt.json"
 
-func loadState(dir string) (*state, error) {
-	b, err := os.ReadFile(filepath.Join(dir, stateFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var s state
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, stateFile), err)
-	}
-	return &s, nil
-}
+func loadState(dir string) (*state, error) { return statefile.Load[state](dir, stateFile) }
 
-func (s *state) save(dir string) error {
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	return atomicfile.Write(filepath.Join(dir, stateFile), append(b, '\n'), 0o600)
-}
+func (s *state) save(dir string) error { return statefile.Save(dir, stateFile, s) }
 
-func (s *state) remove(dir string) error {
-	err := os.Remove(filepath.Join(dir, stateFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	return err
-}
+func (s *state) remove(dir string) error { return statefile.Remove(dir, stateFile) }
 
 func addName(list *[]string, name string) bool {
 	for _, n := range *list {

@@ -12,13 +12,10 @@ package vsphere
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,8 +30,8 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/kiln-cluster/kiln/bootstrap/up"
+	"github.com/kiln-cluster/kiln/bootstrap/up/internal/statefile"
 	"github.com/kiln-cluster/kiln/bootstrap/userdata"
-	"github.com/kiln-cluster/kiln/internal/atomicfile"
 )
 
 // Name is the driver's name in --driver.
@@ -191,30 +188,9 @@ type state struct {
 
 const stateFile = "vsphere.json"
 
-func loadState(dir string) (*state, error) {
-	b, err := os.ReadFile(filepath.Join(dir, stateFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	} else if err != nil {
-		return nil, err
-	}
-	var s state
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, stateFile), err)
-	}
-	return &s, nil
-}
+func loadState(dir string) (*state, error) { return statefile.Load[state](dir, stateFile) }
 
-func (s *state) save(dir string) error {
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	return atomicfile.Write(filepath.Join(dir, stateFile), append(b, '\n'), 0o600)
-}
+func (s *state) save(dir string) error { return statefile.Save(dir, stateFile, s) }
 
 // Up clones what is missing and powers on what is off; VMs already there are left as they are.
 func (d *Driver) Up(ctx context.Context, p *up.Plan, r up.Reporter) error {
@@ -448,10 +424,7 @@ func (d *Driver) Down(ctx context.Context, p *up.Plan, r up.Reporter) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	if err := os.Remove(filepath.Join(p.StateDir, stateFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
+	return statefile.Remove(p.StateDir, stateFile)
 }
 
 func destroy(ctx context.Context, vm *object.VirtualMachine) error {

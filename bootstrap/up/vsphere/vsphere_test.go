@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -23,13 +22,13 @@ import (
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/property"
-	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/kiln-cluster/kiln/bootstrap/up"
 	"github.com/kiln-cluster/kiln/bootstrap/up/internal/uptest"
 	"github.com/kiln-cluster/kiln/bootstrap/userdata"
+	"github.com/kiln-cluster/kiln/internal/vspheretest"
 )
 
 // vcsim is govmomi's vCenter simulator on loopback with a template to clone from.
@@ -40,37 +39,8 @@ type vcsim struct {
 }
 
 func startSim(t *testing.T) *vcsim {
-	t.Helper()
-	model := simulator.VPX()
-	if err := model.Create(); err != nil {
-		t.Fatal(err)
-	}
-	model.Service.TLS = new(tls.Config)
-	srv := model.Service.NewServer()
-	t.Cleanup(func() { srv.Close(); model.Remove() })
-	ctx := context.Background()
-	c, err := govmomi.NewClient(ctx, srv.URL, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Logout(ctx) })
-	f := find.NewFinder(c.Client, true)
-	dc, err := f.DefaultDatacenter(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.SetDatacenter(dc)
-	vm, err := f.VirtualMachine(ctx, "DC0_H0_VM0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if task, err := vm.PowerOff(ctx); err != nil || task.Wait(ctx) != nil {
-		t.Fatalf("power off the template-to-be: %v", err)
-	}
-	if err := vm.MarkAsTemplate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return &vcsim{url: srv.URL.String(), client: c, finder: f}
+	s := vspheretest.Start(t)
+	return &vcsim{url: s.URL, client: s.Client, finder: s.Finder}
 }
 
 // driver is a driver for the simulator configured through govc's variables, as users do.
