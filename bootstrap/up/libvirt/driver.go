@@ -540,7 +540,8 @@ func (d *Driver) down(ctx context.Context, p *up.Plan, r up.Reporter) error {
 		return err
 	}
 	if st == nil {
-		st = &state{URI: d.URI, Pool: d.Pool}
+		// Up records what it is about to make before making it: no record, nothing made.
+		return nil
 	}
 	conn, err := connect(st.URI)
 	if err != nil {

@@ -360,3 +360,46 @@ func TestIntegrationLibvirtForeignObjects(t *testing.T) {
 		t.Fatal("down removed a network kiln did not define")
 	}
 }
+
+// TestIntegrationLibvirtInterrupted: an up cut off after the first node leaves what a second
+// up completes (nothing made twice) and a down removes entirely.
+func TestIntegrationLibvirtInterrupted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration")
+	}
+	recordUploads(t)
+	conn := testConn(t)
+	p := testPlan(t, "tint")
+	d := testDriver(t, "default-pool")
+	r := &uptest.Reporter{T: t}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := d.Up(ctx, p, &uptest.CancelAfter{Reporter: r, Node: "n1", Cancel: cancel}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted up: %v", err)
+	}
+	if !exists(conn, "domain", "kiln-tint-n1") || exists(conn, "domain", "kiln-tint-n2") {
+		t.Fatal("the interrupted up should have made n1 only")
+	}
+	uuid, _ := domainDef(t, conn, "kiln-tint-n1")
+	if err := d.Up(context.Background(), p, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		if _, active := domainDef(t, conn, "kiln-tint-"+n); !active {
+			t.Errorf("%s not running after the second up", n)
+		}
+	}
+	if again, _ := domainDef(t, conn, "kiln-tint-n1"); again.UUID != uuid.UUID {
+		t.Error("the second up made n1 again")
+	}
+	if err := New().Down(context.Background(), p, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		if exists(conn, "domain", "kiln-tint-"+n) {
+			t.Errorf("%s left after down", n)
+		}
+	}
+	if exists(conn, "network", "kiln-tint") {
+		t.Error("network left after down")
+	}
+}

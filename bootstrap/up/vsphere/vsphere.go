@@ -387,15 +387,17 @@ func (d *Driver) Down(ctx context.Context, p *up.Plan, r up.Reporter) error {
 	if err != nil {
 		return err
 	}
-	if st != nil {
-		// The state says where; flags and govc's variables still give the credentials.
-		if d.URL == "" && d.getenv("GOVC_URL") == "" {
-			d.URL = st.URL
-		}
-		d.Insecure = d.Insecure || st.Insecure
-		d.Datacenter = cmp.Or(d.Datacenter, st.Datacenter)
-		d.Folder = cmp.Or(d.Folder, st.Folder)
+	if st == nil {
+		// Up records what it is about to make before making it: no record, nothing made.
+		return nil
 	}
+	// The state says where; flags and govc's variables still give the credentials.
+	if d.URL == "" && d.getenv("GOVC_URL") == "" {
+		d.URL = st.URL
+	}
+	d.Insecure = d.Insecure || st.Insecure
+	d.Datacenter = cmp.Or(d.Datacenter, st.Datacenter)
+	d.Folder = cmp.Or(d.Folder, st.Folder)
 	s, err := d.login(ctx)
 	if err != nil {
 		return err

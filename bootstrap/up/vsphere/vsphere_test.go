@@ -185,20 +185,6 @@ func TestIntegrationVSphereUpConvergeDown(t *testing.T) {
 	}
 }
 
-// cancelAfter cancels the context once node reports a machine: up is cut off mid-way.
-type cancelAfter struct {
-	*uptest.Reporter
-	node   string
-	cancel context.CancelFunc
-}
-
-func (c *cancelAfter) Step(node string, step up.Step, detail string) {
-	c.Reporter.Step(node, step, detail)
-	if node == c.node && step == up.StepMachine {
-		c.cancel()
-	}
-}
-
 // TestIntegrationVSphereInterruptedAndForeign: an up cut off after the first clone leaves what a second up
 // completes, and down removes it all; a VM of a kiln name without kiln's mark stops up and
 // down leaves it.
@@ -211,7 +197,7 @@ func TestIntegrationVSphereInterruptedAndForeign(t *testing.T) {
 	d := sim.driver()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &uptest.Reporter{T: t}
-	if err := d.Up(ctx, p, &cancelAfter{Reporter: r, node: "n1", cancel: cancel}); !errors.Is(err, context.Canceled) {
+	if err := d.Up(ctx, p, &uptest.CancelAfter{Reporter: r, Node: "n1", Cancel: cancel}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted up: %v", err)
 	}
 	if sim.view(t, "kiln-vint-n3") != nil {

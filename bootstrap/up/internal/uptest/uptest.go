@@ -119,3 +119,19 @@ func (r *Reporter) Reached(node string, step up.Step) bool {
 	}
 	return false
 }
+
+// CancelAfter is a Reporter that cancels a context once Node reports its machine: an up cut
+// off half-way.
+type CancelAfter struct {
+	*Reporter
+	Node   string
+	Cancel func()
+}
+
+// Step records the step and cancels after Node's machine step.
+func (c *CancelAfter) Step(node string, step up.Step, detail string) {
+	c.Reporter.Step(node, step, detail)
+	if node == c.Node && step == up.StepMachine {
+		c.Cancel()
+	}
+}
