@@ -290,7 +290,7 @@ func (s *session) network() (string, error) {
 	net, err := s.conn.LookupNetworkByName(name)
 	switch {
 	case err == nil:
-		if !s.st.NetworkMade || s.st.Network != name {
+		if s.st.MadeNetwork != name {
 			net.Free()
 			return "", fmt.Errorf("network %s %w (or name it with --libvirt-network to use it)", name, ErrNotOurs)
 		}
@@ -303,7 +303,7 @@ func (s *session) network() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		s.st.Network, s.st.NetworkMade = name, true
+		s.st.Network, s.st.MadeNetwork = name, name
 		if err := s.st.save(s.plan.StateDir); err != nil {
 			return "", err
 		}
@@ -597,21 +597,21 @@ func (d *Driver) down(ctx context.Context, p *up.Plan, r up.Reporter) error {
 	} else if !isCode(err, virt.ERR_NO_STORAGE_POOL) {
 		errs = append(errs, err)
 	}
-	if st.NetworkMade && st.Network != "" {
-		if net, err := conn.LookupNetworkByName(st.Network); err == nil {
+	if st.MadeNetwork != "" {
+		if net, err := conn.LookupNetworkByName(st.MadeNetwork); err == nil {
 			if active, _ := net.IsActive(); active {
 				if err := net.Destroy(); err != nil {
-					errs = append(errs, fmt.Errorf("stop network %s: %w", st.Network, err))
+					errs = append(errs, fmt.Errorf("stop network %s: %w", st.MadeNetwork, err))
 				}
 			}
 			if err := net.Undefine(); err != nil {
-				errs = append(errs, fmt.Errorf("undefine network %s: %w", st.Network, err))
+				errs = append(errs, fmt.Errorf("undefine network %s: %w", st.MadeNetwork, err))
 			}
 			net.Free()
 		} else if !isCode(err, virt.ERR_NO_NETWORK) {
 			errs = append(errs, err)
 		}
-		r.Step("", up.StepNetwork, st.Network+" removed")
+		r.Step("", up.StepNetwork, st.MadeNetwork+" removed")
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)

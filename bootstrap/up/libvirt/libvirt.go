@@ -184,9 +184,10 @@ func (d *Driver) imagePath(p *up.Plan) (string, error) {
 type state struct {
 	URI  string `json:"uri"`
 	Pool string `json:"pool"`
-	// Network is the network the domains are on; NetworkMade says kiln defined it.
+	// Network is the network the domains are on; MadeNetwork the one kiln defined (the same,
+	// or a network of an earlier up that down still removes), "" when none.
 	Network     string   `json:"network"`
-	NetworkMade bool     `json:"networkMade,omitempty"`
+	MadeNetwork string   `json:"madeNetwork,omitempty"`
 	Domains     []string `json:"domains,omitempty"`
 	Volumes     []string `json:"volumes,omitempty"`
 }

@@ -403,3 +403,37 @@ func TestIntegrationLibvirtInterrupted(t *testing.T) {
 		t.Error("network left after down")
 	}
 }
+
+// TestIntegrationLibvirtUserNetwork: a network named with --libvirt-network is used and never
+// removed, even after an earlier up made kiln's own network (which down does remove).
+func TestIntegrationLibvirtUserNetwork(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration")
+	}
+	recordUploads(t)
+	conn := testConn(t)
+	p := testPlan(t, "tuser")
+	r := &uptest.Reporter{T: t}
+	d := testDriver(t, "default-pool")
+	if err := d.Up(context.Background(), p, r); err != nil {
+		t.Fatal(err)
+	}
+	net, err := conn.NetworkDefineXML(`<network><name>users-own</name><ip address='10.79.9.1' prefix='24'/></network>`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { net.Destroy(); net.Undefine(); net.Free() })
+	d.Network = "users-own"
+	if err := d.Up(context.Background(), p, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := New().Down(context.Background(), p, r); err != nil {
+		t.Fatal(err)
+	}
+	if !exists(conn, "network", "users-own") {
+		t.Fatal("down removed the user's network")
+	}
+	if exists(conn, "network", "kiln-tuser") {
+		t.Fatal("down left the network kiln made")
+	}
+}
