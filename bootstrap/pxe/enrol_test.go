@@ -2,7 +2,6 @@ package pxe
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -13,7 +12,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -27,9 +25,9 @@ import (
 	"time"
 
 	ignconfig "github.com/coreos/ignition/v2/config"
-	"github.com/vincent-petithory/dataurl"
 
 	"github.com/kiln-cluster/kiln/bootstrap/pki"
+	"github.com/kiln-cluster/kiln/internal/testkit"
 	"github.com/kiln-cluster/kiln/node/enrol"
 )
 
@@ -49,20 +47,7 @@ func keyMaterial(t *testing.T, body []byte) []string {
 		if f.Contents.Source == nil || !strings.HasPrefix(*f.Contents.Source, "data:") {
 			continue
 		}
-		du, err := dataurl.DecodeString(*f.Contents.Source)
-		if err != nil {
-			t.Fatalf("%s: %v", f.Path, err)
-		}
-		data := du.Data
-		if f.Contents.Compression != nil && *f.Contents.Compression == "gzip" {
-			zr, err := gzip.NewReader(bytes.NewReader(data))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if data, err = io.ReadAll(zr); err != nil {
-				t.Fatal(err)
-			}
-		}
+		data := testkit.DataURLContents(t, *f.Contents.Source, f.Contents.Compression)
 		if bytes.Contains(data, []byte("PRIVATE KEY")) || strings.HasSuffix(f.Path, ".key") {
 			found = append(found, f.Path)
 		}

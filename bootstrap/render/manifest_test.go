@@ -1,17 +1,14 @@
 package render
 
 import (
-	"bytes"
-	"compress/gzip"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	ignconfig "github.com/coreos/ignition/v2/config"
-	"github.com/vincent-petithory/dataurl"
 
+	"github.com/kiln-cluster/kiln/internal/testkit"
 	"github.com/kiln-cluster/kiln/node/submit"
 	nodeunit "github.com/kiln-cluster/kiln/node/unit"
 )
@@ -35,20 +32,7 @@ func TestRenderedUnitsAreReadByKilnNode(t *testing.T) {
 		if !strings.HasPrefix(f.Path, UnitsDir+"/") || f.Contents.Source == nil {
 			continue
 		}
-		d, err := dataurl.DecodeString(*f.Contents.Source)
-		if err != nil {
-			t.Fatalf("%s: %v", f.Path, err)
-		}
-		data := d.Data
-		if f.Contents.Compression != nil && *f.Contents.Compression == "gzip" {
-			zr, err := gzip.NewReader(bytes.NewReader(data))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if data, err = io.ReadAll(zr); err != nil {
-				t.Fatal(err)
-			}
-		}
+		data := testkit.DataURLContents(t, *f.Contents.Source, f.Contents.Compression)
 		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f.Path)), data, 0o644); err != nil {
 			t.Fatal(err)
 		}

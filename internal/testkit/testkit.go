@@ -5,6 +5,10 @@
 package testkit
 
 import (
+	"bytes"
+	"compress/gzip"
+	"io"
+
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/vincent-petithory/dataurl"
 )
 
 // EnvRequireTools, set to anything, makes a missing tool fail the test instead of skipping it,
@@ -149,4 +155,25 @@ func Main(m *testing.M) {
 func fileExists(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.Mode().IsRegular()
+}
+
+// DataURLContents decodes an Ignition contents source that is a data: URL, gunzipping it when
+// compression is "gzip": what Ignition would write for it.
+func DataURLContents(t testing.TB, source string, compression *string) []byte {
+	t.Helper()
+	du, err := dataurl.DecodeString(source)
+	if err != nil {
+		t.Fatalf("data URL: %v", err)
+	}
+	data := du.Data
+	if compression != nil && *compression == "gzip" {
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if data, err = io.ReadAll(zr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return data
 }
