@@ -254,6 +254,12 @@ func Run(ctx context.Context, o Options) error {
 		Strategy: c.Reboot.Strategy, MachineID: id, BootID: bootID, Group: group,
 		Locker: mgr, Needers: needers, Requests: &reboot.Request{KV: cli, MachineID: id}, ClearRequests: cli,
 		Rebooter: rebooter, State: reboot.StateFileIn(c.DataDir), Health: health,
+		// the units that move away while the machine is down run again before the next
+		// machine may reboot
+		Units: rec.Launched,
+		UnitsBack: func(ctx context.Context, units []string) error {
+			return reconcile.RunningSomewhere(ctx, cli, units, id, lease.Info().ID)
+		},
 		Interval: duration(c.Reboot.CheckInterval, DefaultCheckInterval),
 		OnStatus: func(s string) { pub.Update(func(m *registry.Machine) { m.Reboot = s }) },
 		Log:      log,

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,6 +69,17 @@ type Config struct {
 	State         StateFile
 	// Health, when set, must pass before the slot is released after a reboot.
 	Health func(ctx context.Context) error
+	// Units, when set, lists the units this machine runs; they are recorded with the slot.
+	Units func() []string
+	// UnitsBack, when set, must pass for the recorded units before the slot is released
+	// after a reboot: each runs again somewhere (the units that moved away while this machine
+	// was down run on their new machines), so that the next machine's reboot does not take
+	// down the only other instance of a service. Past UnitsWait after the slot was taken the
+	// slot is released anyway, with a warning: a unit that runs nowhere must not stop every
+	// later reboot of the cluster.
+	UnitsBack func(ctx context.Context, units []string) error
+	// UnitsWait bounds the wait for UnitsBack (default DefaultUnitsWait).
+	UnitsWait time.Duration
 	// Interval between checks (default 10 s); Wake checks at once.
 	Interval time.Duration
 	// RetryReboot is how long to wait for a reboot that was asked for before asking again.
@@ -77,6 +89,10 @@ type Config struct {
 	Now      func() time.Time
 	Log      *slog.Logger
 }
+
+// DefaultUnitsWait is how long a machine back from a reboot waits for the units it ran to run
+// again before it releases its slot anyway.
+const DefaultUnitsWait = 5 * time.Minute
 
 // Coordinator runs the reboot strategy of one machine.
 type Coordinator struct {
@@ -106,6 +122,9 @@ func New(cfg Config) (*Coordinator, error) {
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = 10 * time.Second
+	}
+	if cfg.UnitsWait <= 0 {
+		cfg.UnitsWait = DefaultUnitsWait
 	}
 	if cfg.RetryReboot <= 0 {
 		cfg.RetryReboot = 5 * time.Minute
@@ -279,6 +298,9 @@ func (c *Coordinator) stepLock(ctx context.Context, st State) error {
 				return fmt.Errorf("%w: %v", ErrUnhealthy, err)
 			}
 		}
+		if err := c.unitsBack(ctx, st); err != nil {
+			return err
+		}
 		// The request that caused this reboot goes first: a slot released with the request
 		// still there would reboot the machine a second time.
 		if err := c.clearRequest(ctx, st); err != nil {
@@ -352,10 +374,31 @@ func (c *Coordinator) stepLock(ctx context.Context, st State) error {
 	lockAttempts.WithLabelValues("taken").Inc()
 	lockHeld.Set(1)
 	st = State{PendingBoot: boot, Group: c.cfg.Group, Source: need.Source, RequestRevision: need.Revision, Since: c.cfg.Now().UTC()}
+	if c.cfg.Units != nil {
+		st.Units = slices.Sorted(slices.Values(c.cfg.Units()))
+	}
 	if err := c.cfg.State.Save(st); err != nil {
 		return fmt.Errorf("reboot state: %w", err)
 	}
 	return c.reboot(ctx, st)
+}
+
+// unitsBack tells whether the units the machine ran before its reboot run again: nil when
+// they do, when there were none, or when UnitsWait has passed (logged); else ErrUnhealthy.
+func (c *Coordinator) unitsBack(ctx context.Context, st State) error {
+	if c.cfg.UnitsBack == nil || len(st.Units) == 0 {
+		return nil
+	}
+	err := c.cfg.UnitsBack(ctx, st.Units)
+	if err == nil {
+		return nil
+	}
+	if waited := c.cfg.Now().Sub(st.Since); waited >= c.cfg.UnitsWait {
+		c.cfg.Log.Warn("units of this machine do not run again; releasing the reboot lock anyway",
+			"err", err, "waited", waited.Round(time.Second))
+		return nil
+	}
+	return fmt.Errorf("%w: %v", ErrUnhealthy, err)
 }
 
 // reboot asks for the reboot, at most once per RetryReboot in this process.

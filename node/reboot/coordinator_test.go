@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -225,5 +226,71 @@ func TestCoordinatorOtherStrategies(t *testing.T) {
 	}
 	if _, err := New(Config{Strategy: "sometimes", MachineID: "m", BootID: "b"}); !errors.Is(err, ErrUnknownStrategy) {
 		t.Fatalf("unknown strategy: %v", err)
+	}
+}
+
+// A machine back from a reboot keeps its slot until the units it ran before run again (on the
+// machines they moved to), so that the next reboot cannot take down the last instance of a
+// service; past UnitsWait it releases anyway.
+func TestCoordinatorWaitsForItsUnits(t *testing.T) {
+	m := newMachine(t)
+	now := time.Date(2026, 12, 3, 7, 0, 0, 0, time.UTC)
+	var asked []string
+	var back error
+	coordinator := func(boot string) *Coordinator {
+		c, err := New(Config{
+			Strategy: StrategyEtcdLock, MachineID: "m1", BootID: boot, Locker: m.locker,
+			Needers: []Needer{RebootRequiredFile(m.file())}, Rebooter: m.rebooter, State: StateFileIn(m.dir),
+			Units: func() []string { return []string{"web@2.service", "web@1.service"} },
+			UnitsBack: func(_ context.Context, units []string) error {
+				asked = units
+				return back
+			},
+			UnitsWait: time.Minute,
+			Now:       func() time.Time { return now },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	os.WriteFile(m.file(), nil, 0o644)
+	before := coordinator("boot-1")
+	step(t, before)
+	step(t, before)
+	st, err := StateFileIn(m.dir).Load()
+	if err != nil || m.rebooter.n != 1 || !slices.Equal(st.Units, []string{"web@1.service", "web@2.service"}) {
+		t.Fatalf("slot taken: %d reboots, state %+v, %v", m.rebooter.n, st, err)
+	}
+	os.Remove(m.file())
+	after := coordinator("boot-2")
+	back = errors.New("units not running again yet: web@1.service")
+	now = now.Add(30 * time.Second)
+	if err := after.Step(context.Background()); !errors.Is(err, ErrUnhealthy) || !m.locker.sem("default").Holds("m1") {
+		t.Fatalf("units not back: %v, holders %v", err, m.locker.sem("default").Holders)
+	}
+	if !slices.Equal(asked, st.Units) {
+		t.Fatalf("asked about %v, want %v", asked, st.Units)
+	}
+	back = nil
+	step(t, after)
+	if m.locker.sem("default").Holds("m1") {
+		t.Fatal("units back, slot still held")
+	}
+
+	// A unit that never runs again: released once UnitsWait has passed since the slot was taken.
+	os.WriteFile(m.file(), nil, 0o644)
+	step(t, after)
+	step(t, after)
+	os.Remove(m.file())
+	back = errors.New("units not running again yet: web@1.service")
+	third := coordinator("boot-3")
+	if err := third.Step(context.Background()); !errors.Is(err, ErrUnhealthy) {
+		t.Fatalf("before UnitsWait: %v", err)
+	}
+	now = now.Add(time.Minute)
+	step(t, third)
+	if m.locker.sem("default").Holds("m1") {
+		t.Fatal("still held past UnitsWait")
 	}
 }

@@ -18,6 +18,9 @@ type State struct {
 	Source          string    `json:"source,omitempty"`
 	RequestRevision int64     `json:"requestRevision,omitempty"`
 	Since           time.Time `json:"since,omitzero"`
+	// Units are the units the machine ran when it took the slot: the slot is released only
+	// once they run again, here or where the scheduler moved them (Config.UnitsBack).
+	Units []string `json:"units,omitempty"`
 }
 
 // StateFile is the path of the state (DATA_DIR/reboot.json).

@@ -27,6 +27,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -103,6 +104,7 @@ type Reconciler struct {
 	synced   bool                       // assigned was read at least once
 	passed   bool                       // a pass ran with the placements
 	unwell   []string                   // launched units that do not run, as of the last pass
+	launched []string                   // units placed here to run, as of the last pass
 
 	// Owned by the loop goroutine.
 	started  map[string]unit.Hash
@@ -310,12 +312,13 @@ func (r *Reconciler) pass(ctx context.Context) {
 		r.apply(ctx, a)
 	}
 	r.report(ctx, l, assigned, want, notes)
-	var unwell []string
+	var unwell, launched []string
 	for _, n := range names {
 		w, ok := want[n]
 		if !ok || !w.Launch {
 			continue
 		}
+		launched = append(launched, n)
 		switch st, seen := cur.Status[n]; {
 		case hold[n] || notes[n] != "":
 			unwell = append(unwell, n+" (held)")
@@ -326,8 +329,15 @@ func (r *Reconciler) pass(ctx context.Context) {
 		}
 	}
 	r.mu.Lock()
-	r.passed, r.unwell = true, unwell
+	r.passed, r.unwell, r.launched = true, unwell, launched
 	r.mu.Unlock()
+}
+
+// Launched returns the units placed on the machine to run, as of the last pass, sorted.
+func (r *Reconciler) Launched() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.launched)
 }
 
 // Health tells whether the units placed on the machine to run do: an error names those that
