@@ -65,11 +65,25 @@ func TestE2EDemo(t *testing.T) {
 		victim := at["my-app@1.service"]
 		other := at["my-app@2.service"]
 		free := c.freeNode(at)
-		stopAt := time.Now()
 		stopSampling := c.sample(other, 100*time.Millisecond)
-		c.docker("stop", c.machine(victim))
+		// docker stop returns once the container has exited, which takes up to 7 s more
+		// than the reschedule: the stopping etcd member waits for its clients' watch
+		// streams (etcd's request timeout) before it exits. The clock runs from the stop
+		// signal, while the container is still going down.
+		stopAt := time.Now()
+		stopped := make(chan string, 1)
+		go func() {
+			out, err := exec.Command("docker", "stop", c.machine(victim)).CombinedOutput()
+			if err != nil {
+				stopped <- fmt.Sprintf("docker stop %s: %v: %s", victim, err, out)
+			}
+			close(stopped)
+		}()
 		d := c.waitAnswer(free, 30*time.Second)
 		trials = append(trials, time.Since(stopAt))
+		if msg := <-stopped; msg != "" {
+			t.Fatal(msg)
+		}
 		if failed, total := stopSampling(); failed > 0 {
 			t.Errorf("trial %d: my-app on %s failed %d of %d requests while %s was stopped", i+1, other, failed, total, victim)
 		}
