@@ -71,3 +71,30 @@ func TestIntegrationUpVSphere(t *testing.T) {
 		t.Errorf("kiln up without a template: exit %d\n%s", code, stderr)
 	}
 }
+
+// TestUpDriverConfigErrors: a driver's bad or missing flags are the user's errors (exit 1, as
+// bad flags of kiln's own), found before the driver makes or reaches anything.
+func TestUpDriverConfigErrors(t *testing.T) {
+	t.Setenv("GOVC_URL", "")
+	spec, out := providerSpec(t, "cfg"), filepath.Join(t.TempDir(), "out")
+	for _, tc := range []struct {
+		name string
+		args []string
+		msg  string
+	}{
+		{"unknown driver", []string{"--driver", "nope"}, `unknown driver "nope"`},
+		{"libvirt domain type", []string{"--driver", "libvirt", "--libvirt-domain-type", "xen"}, "--libvirt-domain-type must be auto, kvm or qemu"},
+		{"libvirt memory", []string{"--driver", "libvirt", "--memory", "16"}, "--memory (MiB) must be at least 64"},
+		{"libvirt disk size", []string{"--driver", "libvirt", "--disk-size", "12X"}, "--disk-size must be a size"},
+		{"vsphere template", []string{"--driver", "vsphere"}, "--vsphere-template"},
+		{"vsphere url", []string{"--driver", "vsphere", "--vsphere-template", "t"}, "no vSphere URL"},
+		{"vsphere bad url", []string{"--driver", "vsphere", "--vsphere-template", "t", "--vsphere-url", "https://[::1"}, "vSphere URL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"up", "-f", spec, "-o", out, "--wait=false"}, tc.args...)
+			if code, o, e := kiln(t, args...); code != 1 || !strings.Contains(e, tc.msg) {
+				t.Errorf("exit %d, want 1 with %q\n%s%s", code, tc.msg, o, e)
+			}
+		})
+	}
+}

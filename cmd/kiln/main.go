@@ -12,6 +12,7 @@ import (
 
 	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/bootstrap/pki"
+	"github.com/kiln-cluster/kiln/bootstrap/up"
 	"github.com/kiln-cluster/kiln/node/version"
 )
 
@@ -74,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "kiln: %v\n", err)
 	var ue userError
-	if errors.As(err, &ue) || errors.Is(err, pki.ErrNoPKI) || errors.Is(err, deliver.ErrNoNode) ||
+	if errors.As(err, &ue) || errors.Is(err, pki.ErrNoPKI) || errors.Is(err, deliver.ErrNoNode) || errors.Is(err, up.ErrConfig) ||
 		strings.HasPrefix(err.Error(), "unknown command") {
 		return 1
 	}

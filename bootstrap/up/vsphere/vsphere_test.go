@@ -261,8 +261,14 @@ func TestIntegrationVSphereChoices(t *testing.T) {
 	d := sim.driver()
 	d.Network = ""
 	err := d.Up(context.Background(), p, &uptest.Reporter{T: t})
-	if !errors.Is(err, ErrChoose) || !strings.Contains(err.Error(), "--vsphere-network") || !strings.Contains(err.Error(), "VM Network") {
+	if !errors.Is(err, ErrChoose) || !errors.Is(err, up.ErrConfig) || !strings.Contains(err.Error(), "--vsphere-network") || !strings.Contains(err.Error(), "VM Network") {
 		t.Fatalf("up with two networks and no --vsphere-network: %v", err)
+	}
+	// A flag that names an object that is not there is the user's error too.
+	d = sim.driver()
+	d.Template = "no-such-template"
+	if err := d.Up(context.Background(), p, &uptest.Reporter{T: t}); !errors.Is(err, up.ErrConfig) || !strings.Contains(err.Error(), "no-such-template") {
+		t.Fatalf("up with a missing template: %v", err)
 	}
 	d = &Driver{getenv: func(string) string { return "" }, Config: Config{Template: "x"}}
 	if err := d.Up(context.Background(), p, &uptest.Reporter{T: t}); !errors.Is(err, ErrNoURL) {
