@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-cluster/kiln/bootstrap/up"
 	"github.com/kiln-cluster/kiln/internal/vspheretest"
 )
 
@@ -96,5 +97,21 @@ func TestUpDriverConfigErrors(t *testing.T) {
 				t.Errorf("exit %d, want 1 with %q\n%s%s", code, tc.msg, o, e)
 			}
 		})
+	}
+}
+
+// TestUpHelpNamesEveryDriver: kiln up's help describes and shows an example of every driver
+// that kiln links in.
+func TestUpHelpNamesEveryDriver(t *testing.T) {
+	code, out, errs := kiln(t, "up", "--help")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errs)
+	}
+	long, example, _ := strings.Cut(out, "Examples:")
+	for _, name := range up.Names() {
+		shown := strings.Contains(example, "--driver "+name) || name == "docker" && strings.Contains(example, "kiln up -f") // the default
+		if !strings.Contains(long, "--driver "+name) || !shown {
+			t.Errorf("kiln up --help does not describe or show --driver %s:\n%s", name, out)
+		}
 	}
 }
