@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/bootstrap/render"
 )
 
@@ -54,21 +55,24 @@ func newFixture(t testing.TB, spec string) *fixture {
 	return f
 }
 
-func (f *fixture) options() render.CompileOptions {
+func (f *fixture) options() deliver.Options {
 	// The server serves configs without keys: nodes enrol (render.EnrolOptions).
-	return render.CompileOptions{PKIDir: f.pki, KilnVersion: "v0.0.0-test", Enrol: &render.EnrolOptions{}}
+	return deliver.Options{Spec: f.spec, PKIDir: f.pki, Enrol: &render.EnrolOptions{}}
 }
 
 func (f *fixture) config(log *slog.Logger) Config {
-	return Config{Spec: f.spec, Compile: f.options(), Assets: f.assets, Logger: log}
+	return Config{Deliver: f.options(), Assets: f.assets, Logger: log}
 }
 
 // compiled compiles the fixture's spec the way the server does: the configs it must serve.
 func (f *fixture) compiled(t testing.TB) *render.Compiled {
 	t.Helper()
-	c, rep, err := render.Compile(f.spec, f.options())
+	var problems strings.Builder
+	o := f.options()
+	o.Problems = &problems
+	c, err := deliver.Compile(o)
 	if err != nil {
-		t.Fatalf("compile: %v\n%s", err, rep.Error())
+		t.Fatalf("compile: %v\n%s", err, problems.String())
 	}
 	return c
 }

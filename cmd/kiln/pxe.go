@@ -127,7 +127,7 @@ Metrics are at /metrics.`,
 				}
 			}
 			cfg := pxe.Config{
-				Spec: file, Compile: o.Compile(), Assets: assets, BaseURL: baseURL,
+				Deliver: o, Assets: assets, BaseURL: baseURL,
 				InstallDev: installDev, Poll: poll, Logger: log, Enrol: pol,
 			}
 			if cmd.Flags().Changed("console") {
