@@ -165,15 +165,26 @@ func DataURLContents(t testing.TB, source string, compression *string) []byte {
 	if err != nil {
 		t.Fatalf("data URL: %v", err)
 	}
-	data := du.Data
-	if compression != nil && *compression == "gzip" {
-		zr, err := gzip.NewReader(bytes.NewReader(data))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if data, err = io.ReadAll(zr); err != nil {
-			t.Fatal(err)
-		}
+	return Decompressed(t, du.Data, compression)
+}
+
+// Decompressed undoes an Ignition source's compression (nil or "": none; "gzip") on data
+// fetched from any source, as Ignition does.
+func Decompressed(t testing.TB, data []byte, compression *string) []byte {
+	t.Helper()
+	if compression == nil || *compression == "" {
+		return data
 	}
-	return data
+	if *compression != "gzip" {
+		t.Fatalf("compression %q: Ignition knows gzip only", *compression)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("gzip: %v", err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("gzip: %v", err)
+	}
+	return out
 }

@@ -1,6 +1,9 @@
 package testkit
 
 import (
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,5 +89,30 @@ func TestBinary(t *testing.T) {
 	t.Setenv("KILN_TESTKIT_BIN", "/bin/true")
 	if p := Binary(t, "KILN_TESTKIT_BIN", pkg); p != "/bin/true" {
 		t.Errorf("$KILN_TESTKIT_BIN not taken: %s", p)
+	}
+}
+
+func TestDataURLContents(t *testing.T) {
+	var zipped bytes.Buffer
+	zw := gzip.NewWriter(&zipped)
+	zw.Write([]byte("hello, world\n"))
+	zw.Close()
+	gz, none := "gzip", ""
+	for _, tc := range []struct {
+		name, source string
+		compression  *string
+	}{
+		{"percent-encoded", "data:,hello%2C%20world%0A", nil},
+		{"base64", "data:;base64," + base64.StdEncoding.EncodeToString([]byte("hello, world\n")), &none},
+		{"gzip", "data:;base64," + base64.StdEncoding.EncodeToString(zipped.Bytes()), &gz},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := DataURLContents(t, tc.source, tc.compression); string(got) != "hello, world\n" {
+				t.Errorf("got %q", got)
+			}
+		})
+	}
+	if got := Decompressed(t, zipped.Bytes(), &gz); string(got) != "hello, world\n" {
+		t.Errorf("Decompressed: %q", got)
 	}
 }

@@ -2,14 +2,12 @@ package vsphere
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,7 +15,6 @@ import (
 	"testing"
 
 	ignconfig "github.com/coreos/ignition/v2/config"
-	"github.com/vincent-petithory/dataurl"
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
@@ -28,6 +25,7 @@ import (
 	"github.com/kiln-cluster/kiln/bootstrap/up"
 	"github.com/kiln-cluster/kiln/bootstrap/up/internal/uptest"
 	"github.com/kiln-cluster/kiln/bootstrap/userdata"
+	"github.com/kiln-cluster/kiln/internal/testkit"
 	"github.com/kiln-cluster/kiln/internal/vspheretest"
 )
 
@@ -327,17 +325,11 @@ func TestIntegrationVSphereLargeConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep := wrapper.Ignition.Config.Replace
-	du, err := dataurl.DecodeString(rep.Source)
-	if err != nil || rep.Compression != "gzip" {
-		t.Fatalf("replace %q (%s): %v", rep.Source[:min(60, len(rep.Source))], rep.Compression, err)
+	if !strings.HasPrefix(rep.Source, "data:") || rep.Compression != "gzip" {
+		t.Fatalf("replace %q (%s): not a gzipped data URL", rep.Source[:min(60, len(rep.Source))], rep.Compression)
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(du.Data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	full, err := io.ReadAll(zr)
-	if err != nil || !bytes.Equal(full, p.Compiled.Nodes[0].Ignition) {
-		t.Fatalf("the compressed config is not the node's (%v)", err)
+	if full := testkit.DataURLContents(t, rep.Source, &rep.Compression); !bytes.Equal(full, p.Compiled.Nodes[0].Ignition) {
+		t.Fatalf("the compressed config is not the node's")
 	}
 
 	noise := make([]byte, 96<<10)
