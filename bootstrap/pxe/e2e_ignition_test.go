@@ -138,7 +138,7 @@ func TestE2EPXEBootIgnition(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := AssetPaths("flatcar", "stable")
-	copyFile(t, kit.Kernel.Vmlinuz, filepath.Join(f.assets, a.Kernel))
+	testkit.CopyFile(t, kit.Kernel.Vmlinuz, filepath.Join(f.assets, a.Kernel))
 	firstBoot := testboot.Init{Modules: testboot.NetModules, Script: ignitionFirstBoot}
 	if err := kit.WriteInitramfs(filepath.Join(f.assets, a.Initrd), firstBoot, files); err != nil {
 		t.Fatal(err)

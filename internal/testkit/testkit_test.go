@@ -116,3 +116,25 @@ func TestDataURLContents(t *testing.T) {
 		t.Errorf("Decompressed: %q", got)
 	}
 }
+
+func TestCopyTree(t *testing.T) {
+	src, dst := t.TempDir(), filepath.Join(t.TempDir(), "copy")
+	os.MkdirAll(filepath.Join(src, "sub"), 0o755)
+	os.WriteFile(filepath.Join(src, "key"), []byte("secret"), 0o600)
+	os.WriteFile(filepath.Join(src, "sub", "ro"), []byte("read-only"), 0o444)
+	CopyTree(t, src, dst)
+	for name, want := range map[string]struct {
+		data string
+		perm os.FileMode
+	}{"key": {"secret", 0o600}, "sub/ro": {"read-only", 0o644}} {
+		b, err := os.ReadFile(filepath.Join(dst, name))
+		fi, _ := os.Stat(filepath.Join(dst, name))
+		if err != nil || string(b) != want.data || fi.Mode().Perm() != want.perm {
+			t.Errorf("%s: %q %v %v, want %q %v", name, b, fi.Mode().Perm(), err, want.data, want.perm)
+		}
+	}
+	CopyFile(t, filepath.Join(src, "key"), filepath.Join(dst, "new", "key"))
+	if b, _ := os.ReadFile(filepath.Join(dst, "new", "key")); string(b) != "secret" {
+		t.Errorf("CopyFile: %q", b)
+	}
+}
