@@ -15,6 +15,7 @@ import (
 	"github.com/kiln-cluster/kiln/bootstrap/up"
 	_ "github.com/kiln-cluster/kiln/bootstrap/up/docker" // registers the docker driver
 	"github.com/kiln-cluster/kiln/images/nodeimage"
+	"github.com/kiln-cluster/kiln/internal/exitcode"
 )
 
 func init() {
@@ -121,7 +122,7 @@ Bad or missing driver flags are the user's errors (exit 1), found before anythin
 			}
 			d, err := f.lookup(f.driver)
 			if err != nil {
-				return userErr(err)
+				return exitcode.UserErr(err)
 			}
 			out, err := f.stateDir(cmd.ErrOrStderr())
 			if err != nil {
@@ -202,7 +203,7 @@ folder (kiln up reuses them).`,
 			}
 			d, err := f.lookup(name)
 			if err != nil {
-				return userErr(err)
+				return exitcode.UserErr(err)
 			}
 			start := time.Now()
 			p := &up.Plan{Compiled: c, StateDir: out}
