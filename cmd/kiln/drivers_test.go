@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kiln-cluster/kiln/bootstrap/up"
+	"github.com/kiln-cluster/kiln/internal/testkit"
 	"github.com/kiln-cluster/kiln/internal/vspheretest"
 )
 
@@ -82,16 +83,22 @@ func TestUpDriverConfigErrors(t *testing.T) {
 		name string
 		args []string
 		msg  string
+		tool string // a tool the case needs
 	}{
-		{"unknown driver", []string{"--driver", "nope"}, `unknown driver "nope"`},
-		{"libvirt domain type", []string{"--driver", "libvirt", "--libvirt-domain-type", "xen"}, "--libvirt-domain-type must be auto, kvm or qemu"},
-		{"libvirt memory", []string{"--driver", "libvirt", "--memory", "16"}, "--memory (MiB) must be at least 64"},
-		{"libvirt disk size", []string{"--driver", "libvirt", "--disk-size", "12X"}, "--disk-size must be a size"},
-		{"vsphere template", []string{"--driver", "vsphere"}, "--vsphere-template"},
-		{"vsphere url", []string{"--driver", "vsphere", "--vsphere-template", "t"}, "no vSphere URL"},
-		{"vsphere bad url", []string{"--driver", "vsphere", "--vsphere-template", "t", "--vsphere-url", "https://[::1"}, "vSphere URL"},
+		{"unknown driver", []string{"--driver", "nope"}, `unknown driver "nope"`, ""},
+		{"libvirt domain type", []string{"--driver", "libvirt", "--libvirt-domain-type", "xen"}, "--libvirt-domain-type must be auto, kvm or qemu", ""},
+		{"libvirt memory", []string{"--driver", "libvirt", "--memory", "16"}, "--memory (MiB) must be at least 64", ""},
+		{"libvirt disk size", []string{"--driver", "libvirt", "--disk-size", "12X"}, "--disk-size must be a size", ""},
+		{"vsphere template", []string{"--driver", "vsphere"}, "--vsphere-template", ""},
+		{"vsphere url", []string{"--driver", "vsphere", "--vsphere-template", "t"}, "no vSphere URL", ""},
+		{"vsphere bad url", []string{"--driver", "vsphere", "--vsphere-template", "t", "--vsphere-url", "https://[::1"}, "vSphere URL", ""},
+		// Docker is asked, and names no such image: nothing is made.
+		{"docker image", []string{"--driver", "docker", "--docker-image", "kiln-no-such-image:0"}, "--docker-image kiln-no-such-image:0: no such node image", "docker"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.tool != "" {
+				testkit.RequireTool(t, tc.tool)
+			}
 			args := append([]string{"up", "-f", spec, "-o", out, "--wait=false"}, tc.args...)
 			if code, o, e := kiln(t, args...); code != 1 || !strings.Contains(e, tc.msg) {
 				t.Errorf("exit %d, want 1 with %q\n%s%s", code, tc.msg, o, e)
