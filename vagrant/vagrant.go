@@ -7,8 +7,6 @@ package vagrant
 import (
 	"bytes"
 	"embed"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -88,7 +86,7 @@ func Files(c *render.Compiled) (map[string][]byte, error) {
 				nd.Netmask = fmt.Sprint(p.Bits())
 			}
 		}
-		v, err := ignitionVersion(rn.Ignition)
+		v, err := userdata.ConfigVersion(rn.Ignition)
 		if err != nil {
 			return nil, fmt.Errorf("node %s: %w", n.Name, err)
 		}
@@ -158,16 +156,4 @@ func rubyString(s string) string {
 	}
 	b.WriteByte('\'')
 	return b.String()
-}
-
-func ignitionVersion(config []byte) (string, error) {
-	var c struct {
-		Ignition struct {
-			Version string `json:"version"`
-		} `json:"ignition"`
-	}
-	if err := json.Unmarshal(config, &c); err != nil || c.Ignition.Version == "" {
-		return "", errors.New("the rendered config has no ignition.version")
-	}
-	return c.Ignition.Version, nil
 }

@@ -24,7 +24,7 @@ import (
 
 	ign34 "github.com/coreos/ignition/v2/config/v3_4"
 
-	"github.com/kiln-cluster/kiln/bootstrap/render"
+	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 )
 
 // The load the benchmarks put on a server: 32 connections on loopback, each sending its next
@@ -74,8 +74,9 @@ snippets: [%[1]s/snippets/motd.bu]
 	if err := os.MkdirAll(f.assets, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	c := f.compiled(b)
-	if err := render.SavePKI(c.PKI); err != nil {
+	o := f.options()
+	o.CreatePKI = true
+	if _, err := deliver.Prepare(o); err != nil {
 		b.Fatal(err)
 	}
 	return f

@@ -45,7 +45,7 @@ func TestE2EGRUBBoot(t *testing.T) {
 	mac := "52:54:00:e2:e2:01"
 	f := newFixture(t, specText("flatcar", "stable", fmt.Sprintf("nodes:\n  - {name: n1}\n  - {name: n2, mac: %q, kernelArgs: [panic=-1, quiet]}\n", mac)))
 	a := AssetPaths("flatcar", "stable")
-	copyFile(t, kit.Kernel.Vmlinuz, filepath.Join(f.assets, a.Kernel))
+	testkit.CopyFile(t, kit.Kernel.Vmlinuz, filepath.Join(f.assets, a.Kernel))
 	if err := kit.WriteInitramfs(filepath.Join(f.assets, a.Initrd), testboot.FetchInit, nil); err != nil {
 		t.Fatal(err)
 	}

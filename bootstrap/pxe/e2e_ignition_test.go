@@ -35,16 +35,10 @@ import (
 // from the server with its own HTTP client and validates it (fetch), then writes the node's files,
 // units and users into /sysroot, fetching kiln-node from the server's assets and verifying its
 // hash (files). The guest prints /sysroot and Ignition's cached config as a gzipped tar. Ignition
-// and useradd are dynamically linked: they run through the dynamic loader in the initramfs.
+// and useradd are dynamically linked: they run through the dynamic loader in the initramfs. It runs
+// once testboot.NetInit has brought eth0 up.
 const ignitionFirstBoot = `
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-i=0
-while [ ! -e /sys/class/net/eth0 ]; do
-	i=$((i+1)); [ $i -gt 100 ] && fail "no eth0"; sleep 0.1
-done
-ip link set lo up
-ip link set eth0 up
-udhcpc -i eth0 -s /bin/udhcpc.script -n -q -t 10 -T 1 >/dev/null 2>&1 || fail "no dhcp lease on eth0"
 mkdir -p /run /sysroot/etc
 echo 'root:x:0:0:root:/root:/bin/sh' >/sysroot/etc/passwd
 printf 'root:x:0:\nusers:x:100:\n' >/sysroot/etc/group
@@ -111,9 +105,6 @@ func TestE2EPXEBootIgnition(t *testing.T) {
 		t.Fatal(err)
 	}
 	files["bin/useradd"] = []byte("#!/bin/sh\nexec /bin/ld.so --library-path /lib /bin/useradd.real \"$@\"\n")
-	for k, v := range testboot.FetchInit.Files {
-		files[k] = v
-	}
 
 	// The server's port goes into the spec: nodes fetch kiln-node from its assets.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -138,8 +129,8 @@ func TestE2EPXEBootIgnition(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := AssetPaths("flatcar", "stable")
-	copyFile(t, kit.Kernel.Vmlinuz, filepath.Join(f.assets, a.Kernel))
-	firstBoot := testboot.Init{Modules: testboot.NetModules, Script: ignitionFirstBoot}
+	testkit.CopyFile(t, kit.Kernel.Vmlinuz, filepath.Join(f.assets, a.Kernel))
+	firstBoot := testboot.NetInit(ignitionFirstBoot)
 	if err := kit.WriteInitramfs(filepath.Join(f.assets, a.Initrd), firstBoot, files); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package pxe
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kiln-cluster/kiln/internal/testboot"
+	"github.com/kiln-cluster/kiln/internal/testkit"
 )
 
 // TestE2EPXEBoot boots three QEMU machines at once through the iPXE ROM of Debian's ipxe-qemu,
@@ -46,7 +46,7 @@ func bootCluster(t *testing.T, osName, channel string, macs []string) {
 	}
 	f := newFixture(t, specText(osName, channel, nodes))
 	a := AssetPaths(osName, channel)
-	copyFile(t, kit.Kernel.Vmlinuz, filepath.Join(f.assets, a.Kernel))
+	testkit.CopyFile(t, kit.Kernel.Vmlinuz, filepath.Join(f.assets, a.Kernel))
 	if err := os.MkdirAll(filepath.Dir(filepath.Join(f.assets, a.Initrd)), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -130,26 +130,4 @@ func hasRequest(log, path, node string) bool {
 		}
 	}
 	return false
-}
-
-func copyFile(t *testing.T, src, dst string) {
-	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.Create(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -461,13 +461,13 @@ func TestNoNewCA(t *testing.T) {
 	f := newFixture(t, specText("flatcar", "stable", testNodes))
 	log, _ := newLogger()
 	cfg := f.config(log)
-	cfg.Compile.PKIDir = filepath.Join(f.dir, "typo", "pki")
+	cfg.Deliver.PKIDir = filepath.Join(f.dir, "typo", "pki")
 	writeFile(t, filepath.Join(f.assets, "x"), "x")
 	_, err := New(cfg, nil)
-	if !errors.Is(err, pki.ErrNoPKI) || !strings.Contains(err.Error(), cfg.Compile.PKIDir) {
-		t.Errorf("err = %v, want ErrNoCA naming %s", err, cfg.Compile.PKIDir)
+	if !errors.Is(err, pki.ErrNoPKI) || !strings.Contains(err.Error(), cfg.Deliver.PKIDir) {
+		t.Errorf("err = %v, want ErrNoCA naming %s", err, cfg.Deliver.PKIDir)
 	}
-	if _, err := os.Stat(cfg.Compile.PKIDir); err == nil {
+	if _, err := os.Stat(cfg.Deliver.PKIDir); err == nil {
 		t.Errorf("a PKI folder was made")
 	}
 }

@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/bootstrap/render"
+	"github.com/kiln-cluster/kiln/internal/testkit"
 )
 
 // emptySHA512 is the SHA-512 of nothing: the spec needs a hash for kiln-node, not a file.
@@ -54,21 +56,24 @@ func newFixture(t testing.TB, spec string) *fixture {
 	return f
 }
 
-func (f *fixture) options() render.CompileOptions {
+func (f *fixture) options() deliver.Options {
 	// The server serves configs without keys: nodes enrol (render.EnrolOptions).
-	return render.CompileOptions{PKIDir: f.pki, KilnVersion: "v0.0.0-test", Enrol: &render.EnrolOptions{}}
+	return deliver.Options{Spec: f.spec, PKIDir: f.pki, Enrol: &render.EnrolOptions{}}
 }
 
 func (f *fixture) config(log *slog.Logger) Config {
-	return Config{Spec: f.spec, Compile: f.options(), Assets: f.assets, Logger: log}
+	return Config{Deliver: f.options(), Assets: f.assets, Logger: log}
 }
 
 // compiled compiles the fixture's spec the way the server does: the configs it must serve.
 func (f *fixture) compiled(t testing.TB) *render.Compiled {
 	t.Helper()
-	c, rep, err := render.Compile(f.spec, f.options())
+	var problems strings.Builder
+	o := f.options()
+	o.Problems = &problems
+	c, err := deliver.Compile(o)
 	if err != nil {
-		t.Fatalf("compile: %v\n%s", err, rep.Error())
+		t.Fatalf("compile: %v\n%s", err, problems.String())
 	}
 	return c
 }
@@ -102,32 +107,12 @@ func copyTestPKI(t testing.TB, dst string) {
 		if pkiErr = os.WriteFile(spec, []byte(specText("flatcar", "stable", testNodes+"  - {name: n4, mac: \"52:54:00:aa:bb:04\"}\n")), 0o644); pkiErr != nil {
 			return
 		}
-		var c *render.Compiled
-		if c, _, pkiErr = render.Compile(spec, render.CompileOptions{PKIDir: filepath.Join(pkiDir, "pki"), CreatePKI: true}); pkiErr == nil {
-			pkiErr = render.SavePKI(c.PKI)
-		}
+		_, pkiErr = deliver.Prepare(deliver.Options{Spec: spec, PKIDir: filepath.Join(pkiDir, "pki"), CreatePKI: true})
 	})
 	if pkiErr != nil {
 		t.Fatalf("test PKI: %v", pkiErr)
 	}
-	src := filepath.Join(pkiDir, "pki")
-	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o700)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), b, 0o600)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	testkit.CopyTree(t, filepath.Join(pkiDir, "pki"), dst)
 }
 
 // logBuffer is a slog destination tests can read while the server writes.

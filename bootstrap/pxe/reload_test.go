@@ -10,16 +10,19 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/bootstrap/render"
 )
 
@@ -270,5 +273,23 @@ func TestReloadWaitsForChangesToSettle(t *testing.T) {
 	s.reloadIfChanged()
 	if n := strings.Count(lb.String(), "msg=reloaded"); n != 1 || strings.Contains(lb.String(), "reload failed") {
 		t.Errorf("%d reloads, want exactly one and no failure:\n%s", n, lb.String())
+	}
+}
+
+// TestReloadReportsProblems: the server compiles through deliver as every delivery does: a
+// spec's warnings, which a compile that succeeds would drop, are logged with their place in the
+// spec, and a failed reload's error carries each problem's place.
+func TestReloadReportsProblems(t *testing.T) {
+	keys := regexp.MustCompile(`(?m)^  sshAuthorizedKeys: .*\n`)
+	spec := keys.ReplaceAllString(specText("flatcar", "stable", testNodes), "")
+	f := newFixture(t, spec)
+	s, lb := newTestServer(t, f, nil)
+	if log := lb.String(); !strings.Contains(log, "the spec has warnings") || !strings.Contains(log, "no sshAuthorizedKeys") || !strings.Contains(log, "--> "+f.spec+":") {
+		t.Errorf("the spec's warning is not in the log:\n%s", log)
+	}
+	writeFile(t, f.spec, spec+"  - {name: n5, ip: nonsense}\n")
+	err := s.Reload()
+	if !errors.Is(err, render.ErrSpec) || !errors.Is(err, deliver.ErrReported) || !strings.Contains(fmt.Sprint(err), "--> "+f.spec+":") {
+		t.Errorf("Reload: %v, want the spec's problems with their place", err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/bootstrap/render"
 	"github.com/kiln-cluster/kiln/images/catalog"
 	"github.com/kiln-cluster/kiln/node/enrol"
@@ -26,10 +27,11 @@ import (
 
 // Config says what the server serves and how.
 type Config struct {
-	// Spec is the cluster spec file; it is compiled with Compile's options at start and whenever
-	// it or a file it names changes.
-	Spec    string
-	Compile render.CompileOptions
+	// Deliver says which spec to compile and how, through deliver.Prepare (as every delivery
+	// does): at start and whenever the spec or a file it names changes. The server sets its own
+	// Problems (the spec's errors go into the reload's error, its warnings into the log), never
+	// makes a PKI (CreatePKI is ignored) and always renders without private keys (Enrol).
+	Deliver deliver.Options
 	// Assets is the folder served under /assets/.
 	Assets string
 	// BaseURL is the server's URL as machines reach it (http://10.0.0.1:8080), written into boot
@@ -72,7 +74,7 @@ type Server struct {
 }
 
 // New compiles the spec, keeping new certificates in the PKI folder (unless first, the result of
-// an earlier render.Compile of the same spec with the same options, is given), and returns a
+// an earlier deliver.Prepare of the same spec with the same options, is given), and returns a
 // server ready to serve it.
 func New(cfg Config, first *render.Compiled) (*Server, error) {
 	if cfg.Logger == nil {
@@ -89,13 +91,13 @@ func New(cfg Config, first *render.Compiled) (*Server, error) {
 		return nil, err
 	}
 	// Only kiln render makes a PKI: a missing one here is a mistyped path, not a new cluster.
-	cfg.Compile.CreatePKI = false
+	cfg.Deliver.CreatePKI = false
 	// One rule for a relative assets folder: the current directory, for serving and hashing.
 	if cfg.Assets, err = filepath.Abs(cfg.Assets); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoAssets, err)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, console: DefaultConsole, metrics: newMetrics(),
-		enrolments: OpenEnrolments(cfg.Compile.PKIDir)}
+		enrolments: OpenEnrolments(cfg.Deliver.PKIDir)}
 	if cfg.Console != nil {
 		s.console = cfg.Console
 	}
@@ -107,8 +109,8 @@ func New(cfg Config, first *render.Compiled) (*Server, error) {
 		s.base = strings.TrimSuffix(cfg.BaseURL, "/")
 	}
 	// The configs served over the network carry no private key, whatever the caller compiled.
-	if e := s.cfg.Compile.Enrol; e == nil || e.URL != s.base {
-		s.cfg.Compile.Enrol = &render.EnrolOptions{URL: s.base}
+	if e := s.cfg.Deliver.Enrol; e == nil || e.URL != s.base {
+		s.cfg.Deliver.Enrol = &render.EnrolOptions{URL: s.base}
 		first = nil
 	}
 	root, err := os.OpenRoot(cfg.Assets)
@@ -192,7 +194,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, certFile, keyFile s
 		scheme = "https"
 		s.log.Warn("GRUB fetches over plain HTTP only: /grub scripts point at https and GRUB cannot follow them; use iPXE")
 	}
-	s.log.Info("serving", "addr", ln.Addr().String(), "scheme", scheme, "spec", s.cfg.Spec, "assets", s.cfg.Assets,
+	s.log.Info("serving", "addr", ln.Addr().String(), "scheme", scheme, "spec", s.cfg.Deliver.Spec, "assets", s.cfg.Assets,
 		"nodes", len(s.state.Load().nodes), "tokens", s.cfg.TokenSecret != nil, "enrol", s.cfg.Enrol)
 	select {
 	case err = <-errc:

@@ -299,7 +299,7 @@ func TestTokenSecretTooShort(t *testing.T) {
 		t.Errorf("err = %v, want ErrTokenSecret", err)
 	}
 	f := newFixture(t, specText("flatcar", "stable", testNodes))
-	if _, err := New(Config{Spec: f.spec, Compile: f.options(), Assets: t.TempDir(), TokenSecret: []byte("short")}, nil); !errors.Is(err, ErrTokenSecret) {
+	if _, err := New(Config{Deliver: f.options(), Assets: t.TempDir(), TokenSecret: []byte("short")}, nil); !errors.Is(err, ErrTokenSecret) {
 		t.Errorf("New err = %v, want ErrTokenSecret", err)
 	}
 }
@@ -356,7 +356,7 @@ func TestBaseURLAndConsole(t *testing.T) {
 		t.Errorf("script:\n%s\nwant a line:\n%s", got, want)
 	}
 	for _, bad := range []string{"ftp://x", "http://", "http://a/?q=1", "http://a b/"} {
-		if _, err := New(Config{Spec: f.spec, Compile: f.options(), Assets: f.assets, BaseURL: bad}, nil); !errors.Is(err, ErrBaseURL) {
+		if _, err := New(Config{Deliver: f.options(), Assets: f.assets, BaseURL: bad}, nil); !errors.Is(err, ErrBaseURL) {
 			t.Errorf("base URL %q: err = %v, want ErrBaseURL", bad, err)
 		}
 	}
@@ -390,7 +390,7 @@ func TestCheckAssets(t *testing.T) {
 		name, os, kilnNode string // kilnNode: content of DIR/kiln-node, "-" for none
 		want, not          []string
 	}{
-		{"all there", "flatcar", "", nil, []string{"level=WARN"}},
+		{"all there", "flatcar", "", nil, []string{`msg="boot file missing`, `msg="binary missing`, `msg="binary in the assets`}},
 		{"kiln-node missing", "flatcar", "-", []string{`msg="binary missing from the assets`, "binary=kilnNode"}, nil},
 		{"kiln-node differs from its hash", "flatcar", "other bytes", []string{`msg="binary in the assets differs`, "expected=" + emptySHA512}, nil},
 		{"boot files of another OS", "fcos", "", []string{`msg="boot file missing from the assets`, "path=fcos/stable/fedora-coreos-live-kernel-x86_64",

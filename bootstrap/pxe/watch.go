@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/bootstrap/render"
 	"github.com/kiln-cluster/kiln/bootstrap/spec"
 )
@@ -57,7 +58,7 @@ func (s *Server) Reload() error {
 	st, c, err := s.compile()
 	if err != nil {
 		s.metrics.reloads.WithLabelValues("failed").Inc()
-		s.log.Error("reload failed: still serving the last good configs", "spec", s.cfg.Spec,
+		s.log.Error("reload failed: still serving the last good configs", "spec", s.cfg.Deliver.Spec,
 			"configs_from", old.loaded.Format(time.RFC3339), "err", err)
 		return err
 	}
@@ -65,23 +66,27 @@ func (s *Server) Reload() error {
 	s.fingerprint = fingerprint(st.watched)
 	s.swap(st)
 	s.metrics.reloads.WithLabelValues("ok").Inc()
-	s.log.Info("reloaded", "spec", s.cfg.Spec, "nodes", len(st.nodes), "changed", changedNodes(old, st),
+	s.log.Info("reloaded", "spec", s.cfg.Deliver.Spec, "nodes", len(st.nodes), "changed", changedNodes(old, st),
 		"duration", time.Since(start).Round(time.Millisecond))
 	s.checkAssets(st, c)
 	return nil
 }
 
-// compile runs render.Compile, keeps any new certificates in the PKI folder and builds a state.
+// compile runs deliver.Prepare (the spec compiled, any new certificates kept in the PKI folder)
+// and builds a state. The spec's problems are part of the error; its warnings are logged.
 func (s *Server) compile() (*state, *render.Compiled, error) {
-	c, rep, err := render.Compile(s.cfg.Spec, s.cfg.Compile)
+	o := s.cfg.Deliver
+	var problems strings.Builder
+	o.Problems = &problems
+	c, err := deliver.Prepare(o)
 	if err != nil {
-		if len(rep.Problems) > 0 {
-			return nil, nil, fmt.Errorf("%w:\n%s", err, rep.Error())
+		if problems.Len() > 0 {
+			return nil, nil, fmt.Errorf("%w:\n%s", err, strings.TrimRight(problems.String(), "\n"))
 		}
 		return nil, nil, err
 	}
-	if err := render.SavePKI(c.PKI); err != nil {
-		return nil, nil, fmt.Errorf("saving the PKI: %w", err)
+	if problems.Len() > 0 {
+		s.log.Warn("the spec has warnings", "spec", o.Spec, "warnings", strings.TrimRight(problems.String(), "\n"))
 	}
 	st, err := build(c, s.cfg.TokenSecret)
 	if err != nil {

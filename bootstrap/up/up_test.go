@@ -3,6 +3,7 @@ package up
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -20,6 +21,21 @@ func TestState(t *testing.T) {
 	got, err := LoadState(dir)
 	if err != nil || got.Driver != "docker" || got.Cluster != "demo" || got.Machines[0] != "kiln-demo-node1" {
 		t.Fatalf("LoadState = %+v, %v", got, err)
+	}
+}
+
+// TestConfigError: a marked error is ErrConfig, keeps its text and its chain; nil stays nil.
+func TestConfigError(t *testing.T) {
+	base := errors.New("--x must be y")
+	err := fmt.Errorf("node n1: %w", ConfigError(base))
+	if !errors.Is(err, ErrConfig) || !errors.Is(err, base) || err.Error() != "node n1: --x must be y" {
+		t.Errorf("%q: Is(ErrConfig) %v, Is(base) %v", err, errors.Is(err, ErrConfig), errors.Is(err, base))
+	}
+	if errors.Is(base, ErrConfig) || errors.Is(ErrNoState, ErrConfig) {
+		t.Error("an unmarked error is ErrConfig")
+	}
+	if ConfigError(nil) != nil {
+		t.Error("ConfigError(nil) is not nil")
 	}
 }
 

@@ -51,7 +51,7 @@ type Property struct{ Key, Value string }
 // else inside a small config as a gzip data URL, else as a pointer to opt.PointerURL; a config
 // that fits none of these is refused with ErrTooLarge.
 func (p *Platform) Deliver(config []byte, opt Options) (*Delivery, error) {
-	version, err := configVersion(config)
+	version, err := ConfigVersion(config)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +183,9 @@ func replaceConfig(version string, r resource) ([]byte, error) {
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
-func configVersion(config []byte) (string, error) {
+// ConfigVersion is an Ignition config's ignition.version (the spec version its wrappers and
+// pointers must declare too); ErrNotConfig when it has none.
+func ConfigVersion(config []byte) (string, error) {
 	var c struct {
 		Ignition struct {
 			Version string `json:"version"`

@@ -2,24 +2,22 @@ package userdata_test
 
 import (
 	"bytes"
-	"compress/gzip"
 	"crypto/rand"
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	ignconfig "github.com/coreos/ignition/v2/config"
-	"github.com/vincent-petithory/dataurl"
 
 	"github.com/kiln-cluster/kiln/bootstrap/render"
 	"github.com/kiln-cluster/kiln/bootstrap/userdata"
+	"github.com/kiln-cluster/kiln/internal/testkit"
 )
 
 const emptySHA512 = "cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e"
@@ -105,22 +103,11 @@ func resolve(t *testing.T, cfg []byte, served map[string][]byte) []byte {
 		}
 		var data []byte
 		if strings.HasPrefix(*r.Source, "data:") {
-			u, err := dataurl.DecodeString(*r.Source)
-			if err != nil {
-				t.Fatalf("replace source: %v", err)
-			}
-			data = u.Data
-		} else if data = served[*r.Source]; data == nil {
+			data = testkit.DataURLContents(t, *r.Source, r.Compression)
+		} else if raw := served[*r.Source]; raw != nil {
+			data = testkit.Decompressed(t, raw, r.Compression)
+		} else {
 			t.Fatalf("replace source %q is not served", *r.Source)
-		}
-		if r.Compression != nil && *r.Compression == "gzip" {
-			zr, err := gzip.NewReader(bytes.NewReader(data))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if data, err = io.ReadAll(zr); err != nil {
-				t.Fatal(err)
-			}
 		}
 		if h := r.Verification.Hash; h != nil {
 			sum := sha512.Sum512(data)

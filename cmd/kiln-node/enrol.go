@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-cluster/kiln/internal/exitcode"
 	"github.com/kiln-cluster/kiln/node/config"
 	"github.com/kiln-cluster/kiln/node/enrol"
 )
@@ -38,22 +39,22 @@ command line: the one that served the node's config. The unit kiln-enrol.service
 before etcd and kiln-node on machines booted over the network.`,
 		Example: `  kiln-node enrol --config /etc/kiln/node.yaml --etcd-dir /etc/kiln/pki/etcd
   kiln-node enrol --config /etc/kiln/node.yaml --server http://10.0.0.1:8080`,
-		Args: func(cmd *cobra.Command, a []string) error { return userErrOf(cobra.NoArgs(cmd, a)) },
+		Args: func(cmd *cobra.Command, a []string) error { return exitcode.UserErr(cobra.NoArgs(cmd, a)) },
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := config.Load(configPath)
 			if err != nil {
-				return userError{err}
+				return exitcode.UserErr(err)
 			}
 			if c.Hostname == "" || c.Etcd.CA == "" || c.Etcd.Cert == "" || c.Etcd.Key == "" {
-				return userError{errors.New(configPath + ": enrolment needs hostname, etcd.ca, etcd.cert and etcd.key")}
+				return exitcode.UserErr(errors.New(configPath + ": enrolment needs hostname, etcd.ca, etcd.cert and etcd.key"))
 			}
 			if server == "" {
 				raw, err := os.ReadFile(cmdline)
 				if err != nil {
-					return userError{err}
+					return exitcode.UserErr(err)
 				}
 				if server, err = enrol.ServerFromCmdline(string(raw)); err != nil {
-					return userError{err}
+					return exitcode.UserErr(err)
 				}
 			}
 			certs := []enrol.Cert{{Kind: enrol.KindClient, CertPath: c.Etcd.Cert, KeyPath: c.Etcd.Key}}
@@ -72,7 +73,7 @@ before etcd and kiln-node on machines booted over the network.`,
 				Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
 			})
 			if errors.Is(err, enrol.ErrRefused) || errors.Is(err, enrol.ErrBadCert) {
-				return userError{err}
+				return exitcode.UserErr(err)
 			}
 			return err
 		},

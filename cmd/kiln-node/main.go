@@ -2,12 +2,12 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-cluster/kiln/internal/exitcode"
 	"github.com/kiln-cluster/kiln/node/version"
 )
 
@@ -15,12 +15,6 @@ import (
 var commands []func() *cobra.Command
 
 func register(c func() *cobra.Command) { commands = append(commands, c) }
-
-// userError marks an error caused by the user's input: exit code 1 rather than 2.
-type userError struct{ err error }
-
-func (e userError) Error() string { return e.err.Error() }
-func (e userError) Unwrap() error { return e.err }
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
@@ -30,7 +24,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return userError{err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitcode.UserErr(err) })
 	root.AddCommand(&cobra.Command{
 		Use:     "version",
 		Short:   "Print kiln-node's version",
@@ -48,13 +42,8 @@ func main() {
 	tuneMemory()
 	root := newRootCmd()
 	err := root.Execute()
-	if err == nil {
-		os.Exit(0)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kiln-node: %v\n", err)
 	}
-	fmt.Fprintf(os.Stderr, "kiln-node: %v\n", err)
-	var ue userError
-	if errors.As(err, &ue) {
-		os.Exit(1)
-	}
-	os.Exit(2)
+	os.Exit(exitcode.Of(err))
 }

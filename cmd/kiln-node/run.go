@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/kiln-cluster/kiln/internal/exitcode"
 	"github.com/kiln-cluster/kiln/node/agent"
 	"github.com/kiln-cluster/kiln/node/config"
 	"github.com/kiln-cluster/kiln/node/etcdconn"
@@ -51,7 +52,7 @@ on one host for tests and development.`,
   kiln-node run --etcd-endpoints https://10.0.0.11:2379 --etcd-ca pki/ca.crt \
     --etcd-cert pki/nodes/node1/client.crt --etcd-key pki/nodes/node1/client.key \
     --machine-id node1 --data-dir /tmp/node1 --strategy etcd-lock --reboot-command 'systemctl reboot'`,
-		Args: func(cmd *cobra.Command, a []string) error { return userErrOf(cobra.NoArgs(cmd, a)) },
+		Args: func(cmd *cobra.Command, a []string) error { return exitcode.UserErr(cobra.NoArgs(cmd, a)) },
 		RunE: func(cmd *cobra.Command, _ []string) error { return f.run(cmd) },
 	}
 	fl := cmd.Flags()
@@ -86,13 +87,6 @@ on one host for tests and development.`,
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	_ = fl.MarkHidden("boot-id")
 	return cmd
-}
-
-func userErrOf(err error) error {
-	if err == nil {
-		return nil
-	}
-	return userError{err}
 }
 
 // merged returns the config file's settings overridden by the flags that were set.
@@ -171,14 +165,14 @@ func newLogger(format, level string) (*slog.Logger, error) {
 func (f *runFlags) run(cmd *cobra.Command) error {
 	c, err := f.merged(cmd.Flags())
 	if err != nil {
-		return userError{err}
+		return exitcode.UserErr(err)
 	}
 	if err := agent.Check(c); err != nil {
-		return userError{err}
+		return exitcode.UserErr(err)
 	}
 	log, err := newLogger(f.logFormat, f.logLevel)
 	if err != nil {
-		return userError{err}
+		return exitcode.UserErr(err)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -194,7 +188,7 @@ func (f *runFlags) run(cmd *cobra.Command) error {
 		Log:          log,
 	})
 	if errors.Is(err, etcdconn.ErrTLS) {
-		return userError{err} // the certificates given are wrong: the user's to fix
+		return exitcode.UserErr(err) // the certificates given are wrong: the user's to fix
 	}
 	return err
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kiln-cluster/kiln/internal/exitcode"
 )
 
 func TestRunFlagsOverrideTheConfigFile(t *testing.T) {
@@ -54,7 +56,7 @@ func TestRunRefusesBadSettings(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want %q", err, tc.want)
 			}
-			if _, ok := err.(userError); !ok {
+			if exitcode.Of(err) != exitcode.User {
 				t.Fatalf("%T is not a user error (exit 1)", err)
 			}
 		})

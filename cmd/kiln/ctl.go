@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-cluster/kiln/internal/exitcode"
 	"github.com/kiln-cluster/kiln/node/ctl"
 )
 
@@ -68,15 +68,15 @@ current context that kiln render and kiln up write ($XDG_CONFIG_HOME/kiln/contex
 // returns a context bounded by --timeout. Close the client and call cancel when done.
 func ctlClient(cmd *cobra.Command) (*ctl.Client, context.Context, context.CancelFunc, error) {
 	if o := ctlFlags.output; o != "table" && o != "json" {
-		return nil, nil, nil, userErr(fmt.Errorf("output %q: want table or json", o))
+		return nil, nil, nil, exitcode.UserErr(fmt.Errorf("output %q: want table or json", o))
 	}
 	target, err := ctl.Resolve(ctlFlags.target, os.Getenv)
 	if err != nil {
-		return nil, nil, nil, userErr(err)
+		return nil, nil, nil, exitcode.UserErr(err)
 	}
 	c, err := ctl.Dial(target)
 	if err != nil {
-		return nil, nil, nil, userErr(err)
+		return nil, nil, nil, exitcode.UserErr(err)
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), ctlFlags.timeout)
 	return c, ctx, cancel, nil
@@ -98,9 +98,8 @@ func withClient(f func(cmd *cobra.Command, args []string, c *ctl.Client, ctx con
 
 // ctlErr marks the client's user errors (exit code 1).
 func ctlErr(err error) error {
-	var ue userError
-	if err != nil && !errors.As(err, &ue) && ctl.IsUserError(err) {
-		return userErr(err)
+	if err != nil && exitcode.Of(err) != exitcode.User && ctl.IsUserError(err) {
+		return exitcode.UserErr(err)
 	}
 	return err
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-cluster/kiln/internal/exitcode"
 	"github.com/kiln-cluster/kiln/node/ctl"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
@@ -49,7 +50,7 @@ func withUnits(needFile bool, f func(cmd *cobra.Command, files []ctl.File, c *ct
 	return func(cmd *cobra.Command, a []string) error {
 		files, err := ctl.ReadUnitArgs(a, needFile)
 		if err != nil {
-			return userErr(err)
+			return exitcode.UserErr(err)
 		}
 		return withClient(func(cmd *cobra.Command, _ []string, c *ctl.Client, ctx context.Context) error {
 			return f(cmd, files, c, ctx)

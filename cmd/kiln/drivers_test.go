@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-cluster/kiln/bootstrap/up"
+	"github.com/kiln-cluster/kiln/internal/testkit"
 	"github.com/kiln-cluster/kiln/internal/vspheretest"
 )
 
@@ -69,5 +71,54 @@ func TestIntegrationUpVSphere(t *testing.T) {
 	code, _, stderr = kiln(t, "up", "-f", spec, "-o", out, "--driver", "vsphere", "--wait=false")
 	if code == 0 || !strings.Contains(stderr, "--vsphere-template") {
 		t.Errorf("kiln up without a template: exit %d\n%s", code, stderr)
+	}
+}
+
+// TestUpDriverConfigErrors: a driver's bad or missing flags are the user's errors (exit 1, as
+// bad flags of kiln's own), found before the driver makes or reaches anything.
+func TestUpDriverConfigErrors(t *testing.T) {
+	t.Setenv("GOVC_URL", "")
+	spec, out := providerSpec(t, "cfg"), filepath.Join(t.TempDir(), "out")
+	for _, tc := range []struct {
+		name string
+		args []string
+		msg  string
+		tool string // a tool the case needs
+	}{
+		{"unknown driver", []string{"--driver", "nope"}, `unknown driver "nope"`, ""},
+		{"libvirt domain type", []string{"--driver", "libvirt", "--libvirt-domain-type", "xen"}, "--libvirt-domain-type must be auto, kvm or qemu", ""},
+		{"libvirt memory", []string{"--driver", "libvirt", "--memory", "16"}, "--memory (MiB) must be at least 64", ""},
+		{"libvirt disk size", []string{"--driver", "libvirt", "--disk-size", "12X"}, "--disk-size must be a size", ""},
+		{"vsphere template", []string{"--driver", "vsphere"}, "--vsphere-template", ""},
+		{"vsphere url", []string{"--driver", "vsphere", "--vsphere-template", "t"}, "no vSphere URL", ""},
+		{"vsphere bad url", []string{"--driver", "vsphere", "--vsphere-template", "t", "--vsphere-url", "https://[::1"}, "vSphere URL", ""},
+		// Docker is asked, and names no such image: nothing is made.
+		{"docker image", []string{"--driver", "docker", "--docker-image", "kiln-no-such-image:0"}, "--docker-image kiln-no-such-image:0: no such node image", "docker"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.tool != "" {
+				testkit.RequireTool(t, tc.tool)
+			}
+			args := append([]string{"up", "-f", spec, "-o", out, "--wait=false"}, tc.args...)
+			if code, o, e := kiln(t, args...); code != 1 || !strings.Contains(e, tc.msg) {
+				t.Errorf("exit %d, want 1 with %q\n%s%s", code, tc.msg, o, e)
+			}
+		})
+	}
+}
+
+// TestUpHelpNamesEveryDriver: kiln up's help describes and shows an example of every driver
+// that kiln links in.
+func TestUpHelpNamesEveryDriver(t *testing.T) {
+	code, out, errs := kiln(t, "up", "--help")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errs)
+	}
+	long, example, _ := strings.Cut(out, "Examples:")
+	for _, name := range up.Names() {
+		shown := strings.Contains(example, "--driver "+name) || name == "docker" && strings.Contains(example, "kiln up -f") // the default
+		if !strings.Contains(long, "--driver "+name) || !shown {
+			t.Errorf("kiln up --help does not describe or show --driver %s:\n%s", name, out)
+		}
 	}
 }

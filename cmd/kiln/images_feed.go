@@ -19,6 +19,7 @@ import (
 	"github.com/kiln-cluster/kiln/images/cache"
 	"github.com/kiln-cluster/kiln/images/catalog"
 	"github.com/kiln-cluster/kiln/images/feed"
+	"github.com/kiln-cluster/kiln/internal/exitcode"
 )
 
 func init() {
@@ -47,7 +48,7 @@ func (f *cacheFlags) open() (*cache.Cache, error) {
 	if dir == "" {
 		d, err := cache.DefaultDir()
 		if err != nil {
-			return nil, userErr(err)
+			return nil, exitcode.UserErr(err)
 		}
 		dir = d
 	}
@@ -55,7 +56,7 @@ func (f *cacheFlags) open() (*cache.Cache, error) {
 	if f.keyring != "" {
 		k, err := feed.ReadKeyring(f.keyring)
 		if err != nil {
-			return nil, userErr(fmt.Errorf("--keyring: %w", err))
+			return nil, exitcode.UserErr(fmt.Errorf("--keyring: %w", err))
 		}
 		c.Keys = k
 	}
@@ -68,7 +69,7 @@ func imagesErr(err error) error {
 		feed.ErrFeed, feed.ErrNotPublished, feed.ErrChecksum, feed.ErrSignature, feed.ErrNoKeys,
 		cache.ErrCorrupt, cache.ErrDownload, cache.ErrNotCached, cache.ErrBadCache} {
 		if errors.Is(err, e) {
-			return userErr(err)
+			return exitcode.UserErr(err)
 		}
 	}
 	return err
@@ -100,7 +101,7 @@ and whether <os>/<channel>/ points at it (CURRENT).`,
 			if osName != "" {
 				o, err := catalog.Get(osName)
 				if err != nil {
-					return userErr(err)
+					return exitcode.UserErr(err)
 				}
 				oses = []*catalog.OS{o}
 			}
@@ -113,7 +114,7 @@ and whether <os>/<channel>/ points at it (CURRENT).`,
 				chans := o.Channels
 				if channel != "" {
 					if err := o.Channel(channel); err != nil {
-						return userErr(err)
+						return exitcode.UserErr(err)
 					}
 					chans = []string{channel}
 				}
@@ -211,13 +212,13 @@ that kiln pxe serve --assets reads, and that it uses when --assets is not given.
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o, err := catalog.Get(osName)
 			if err != nil {
-				return userErr(fmt.Errorf("--os: %w", err))
+				return exitcode.UserErr(fmt.Errorf("--os: %w", err))
 			}
 			if channel == "" {
 				channel = o.DefaultChannel
 			}
 			if platform == "" {
-				return userErr(fmt.Errorf("--platform: choose one of %s", strings.Join(o.PlatformNames(), ", ")))
+				return exitcode.UserErr(fmt.Errorf("--platform: choose one of %s", strings.Join(o.PlatformNames(), ", ")))
 			}
 			c, err := cf.open()
 			if err != nil {
@@ -272,7 +273,7 @@ It prints what does not match and exits 1; pull the version again to repair it.`
 				fmt.Fprintf(cmd.ErrOrStderr(), "error: %s\n", p)
 			}
 			if len(probs) > 0 {
-				return userErr(fmt.Errorf("%w: %d problems", cache.ErrBadCache, len(probs)))
+				return exitcode.UserErr(fmt.Errorf("%w: %d problems", cache.ErrBadCache, len(probs)))
 			}
 			entries, err := c.Entries()
 			if err != nil {
@@ -305,7 +306,7 @@ points at), removes the others, then the stored files no version refers to.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if keep < 0 {
-				return userErr(fmt.Errorf("--keep %d: expected 0 or more", keep))
+				return exitcode.UserErr(fmt.Errorf("--keep %d: expected 0 or more", keep))
 			}
 			c, err := cf.open()
 			if err != nil {

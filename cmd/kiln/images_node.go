@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-cluster/kiln/images/nodeimage"
+	"github.com/kiln-cluster/kiln/internal/exitcode"
 )
 
 func init() { registerImages(newBuildNodeCmd) }
@@ -56,7 +57,7 @@ kiln up builds it when it is missing; this command builds it ahead.`,
 			o.Log = cmd.ErrOrStderr()
 			img, err := nodeimage.Build(cmd.Context(), o)
 			if err != nil {
-				return userErr(err)
+				return exitcode.UserErr(err)
 			}
 			state := "cached"
 			if img.Built {

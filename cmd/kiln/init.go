@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-cluster/kiln/configs"
+	"github.com/kiln-cluster/kiln/internal/exitcode"
 )
 
 func init() { register(newInitCmd) }
@@ -37,14 +38,14 @@ func newInitCmd() *cobra.Command {
 				}
 				dst := filepath.Join(dir, rel)
 				if _, err := os.Stat(dst); err == nil && !force {
-					return userErr(fmt.Errorf("%s exists: use --force to overwrite it", dst))
+					return exitcode.UserErr(fmt.Errorf("%s exists: use --force to overwrite it", dst))
 				}
 				raw, err := configs.Examples.ReadFile(p)
 				if err != nil {
 					return err
 				}
 				if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-					return userErr(err)
+					return exitcode.UserErr(err)
 				}
 				written = append(written, dst)
 				return os.WriteFile(dst, raw, 0o644)

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-cluster/kiln/images/iso"
+	"github.com/kiln-cluster/kiln/internal/exitcode"
 	"github.com/kiln-cluster/kiln/internal/inputfile"
 )
 
@@ -59,7 +60,7 @@ func newISOEmbedCmd() *cobra.Command {
 				cfg, err = inputfile.Read(in, inputfile.ConfigLimit)
 			}
 			if err != nil {
-				return userErr(fmt.Errorf("reading the config: %w", err))
+				return exitcode.UserErr(fmt.Errorf("reading the config: %w", err))
 			}
 			o, err := output(cmd, out)
 			if err != nil {
@@ -184,7 +185,7 @@ func output(cmd *cobra.Command, out string) (iso.Options, error) {
 	o := iso.Options{Output: out, Stdout: cmd.OutOrStdout()}
 	if f, ok := o.Stdout.(*os.File); ok && out == "-" {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			return o, userErr(errors.New("refusing to write an iso image to a terminal"))
+			return o, exitcode.UserErr(errors.New("refusing to write an iso image to a terminal"))
 		}
 	}
 	return o, nil
@@ -199,7 +200,7 @@ func isoErr(err error) error {
 		iso.ErrBadInitrd, iso.ErrNotImage, fs.ErrNotExist, fs.ErrPermission,
 	} {
 		if errors.Is(err, e) {
-			return userErr(err)
+			return exitcode.UserErr(err)
 		}
 	}
 	return err

@@ -12,6 +12,8 @@ import (
 
 	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/bootstrap/pki"
+	"github.com/kiln-cluster/kiln/bootstrap/up"
+	"github.com/kiln-cluster/kiln/internal/exitcode"
 	"github.com/kiln-cluster/kiln/node/version"
 )
 
@@ -20,20 +22,6 @@ import (
 var commands []func() *cobra.Command
 
 func register(c func() *cobra.Command) { commands = append(commands, c) }
-
-// userError marks an error caused by the user's input: exit code 1 rather than 2.
-type userError struct{ err error }
-
-func (e userError) Error() string { return e.err.Error() }
-func (e userError) Unwrap() error { return e.err }
-
-// userErr wraps err as a user error; nil stays nil.
-func userErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	return userError{err}
-}
 
 // errReported means the problems were already printed (a validation report): exit 1, print nothing more.
 var errReported = errors.New("problems reported")
@@ -48,7 +36,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 		Version:       version.Version,
 	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return userErr(err) })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitcode.UserErr(err) })
 	for _, c := range commands {
 		root.AddCommand(c())
 	}
@@ -73,15 +61,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stderr, "kiln: %v\n", err)
-	var ue userError
-	if errors.As(err, &ue) || errors.Is(err, pki.ErrNoPKI) || errors.Is(err, deliver.ErrNoNode) ||
-		strings.HasPrefix(err.Error(), "unknown command") {
-		return 1
+	if strings.HasPrefix(err.Error(), "unknown command") {
+		return exitcode.User
 	}
-	return 2
+	return exitcode.Of(err, pki.ErrNoPKI, deliver.ErrNoNode, up.ErrConfig)
 }
 
 // args wraps a cobra positional-argument check so that its failure is a user error (exit 1).
 func args(check cobra.PositionalArgs) cobra.PositionalArgs {
-	return func(cmd *cobra.Command, a []string) error { return userErr(check(cmd, a)) }
+	return func(cmd *cobra.Command, a []string) error { return exitcode.UserErr(check(cmd, a)) }
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/bootstrap/pxe"
 	"github.com/kiln-cluster/kiln/bootstrap/render"
+	"github.com/kiln-cluster/kiln/internal/exitcode"
 )
 
 func init() { register(newPXECmd) }
@@ -92,25 +93,25 @@ Metrics are at /metrics.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return userErr(fmt.Errorf("--log-level: %w", err))
+				return exitcode.UserErr(fmt.Errorf("--log-level: %w", err))
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			pol, err := pxe.ParsePolicy(policy)
 			if err != nil {
-				return userErr(fmt.Errorf("--enrol: %w", err))
+				return exitcode.UserErr(fmt.Errorf("--enrol: %w", err))
 			}
 			if _, err := pxe.LoadTLS(certFile, keyFile); err != nil {
-				return userErr(err)
+				return exitcode.UserErr(err)
 			}
 			// A relative --assets is relative to the current directory, for serving and for
 			// hashing what the configs verify alike.
 			if assets != "" {
 				if assets, err = filepath.Abs(assets); err != nil {
-					return userErr(fmt.Errorf("--assets: %w", err))
+					return exitcode.UserErr(fmt.Errorf("--assets: %w", err))
 				}
 			}
 			if fi, err := os.Stat(assets); assets != "" && (err != nil || !fi.IsDir()) {
-				return userErr(fmt.Errorf("--assets %s: %w", assets, pxe.ErrNoAssets))
+				return exitcode.UserErr(fmt.Errorf("--assets %s: %w", assets, pxe.ErrNoAssets))
 			}
 			o := deliverOptions(file, pkiDir, strict, cmd.ErrOrStderr())
 			o.Enrol = &render.EnrolOptions{URL: strings.TrimSuffix(baseURL, "/")}
@@ -123,11 +124,11 @@ Metrics are at /metrics.`,
 			}
 			if assets == "" { // the image cache (kiln images pull --platform pxe)
 				if assets, err = imageAssets(c.Spec.Cluster.OS, c.Spec.Cluster.Channel); err != nil {
-					return userErr(err)
+					return exitcode.UserErr(err)
 				}
 			}
 			cfg := pxe.Config{
-				Spec: file, Compile: o.Compile(), Assets: assets, BaseURL: baseURL,
+				Deliver: o, Assets: assets, BaseURL: baseURL,
 				InstallDev: installDev, Poll: poll, Logger: log, Enrol: pol,
 			}
 			if cmd.Flags().Changed("console") {
@@ -143,17 +144,17 @@ Metrics are at /metrics.`,
 			}
 			if secretFile != "" {
 				if cfg.TokenSecret, err = pxe.LoadOrCreateSecret(secretFile); err != nil {
-					return userErr(fmt.Errorf("--token-secret: %w", err))
+					return exitcode.UserErr(fmt.Errorf("--token-secret: %w", err))
 				}
 			}
 			srv, err := pxe.New(cfg, c)
 			if err != nil {
-				return userErr(err)
+				return exitcode.UserErr(err)
 			}
 			defer srv.Close()
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
-				return userErr(fmt.Errorf("--listen: %w", err))
+				return exitcode.UserErr(fmt.Errorf("--listen: %w", err))
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

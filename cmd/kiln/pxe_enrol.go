@@ -11,6 +11,7 @@ import (
 
 	"github.com/kiln-cluster/kiln/bootstrap/pki"
 	"github.com/kiln-cluster/kiln/bootstrap/pxe"
+	"github.com/kiln-cluster/kiln/internal/exitcode"
 	"github.com/kiln-cluster/kiln/node/enrol"
 )
 
@@ -39,7 +40,7 @@ policy first, the refused ones are the machines that pretended to be the node.`,
 			}
 			all, err := pxe.OpenEnrolments(pkiDir).List(node)
 			if err != nil {
-				return userErr(err)
+				return exitcode.UserErr(err)
 			}
 			printEnrolments(cmd.OutOrStdout(), all)
 			return nil
@@ -52,7 +53,7 @@ policy first, the refused ones are the machines that pretended to be the node.`,
 // openPKI checks that pkiDir is the cluster's PKI (kiln render made it): the enrolments live in it.
 func openPKI(pkiDir string) error {
 	if _, err := pki.Open(pkiDir, "", nil, time.Now()); err != nil {
-		return userErr(fmt.Errorf("--pki: %w", err))
+		return exitcode.UserErr(fmt.Errorf("--pki: %w", err))
 	}
 	return nil
 }
@@ -102,7 +103,7 @@ kiln pxe serve reads it at the node's next request.`,
 			}
 			e, err := pxe.OpenEnrolments(pkiDir).Decide(a[0], fp, status, "operator", reason)
 			if err != nil {
-				return userErr(err)
+				return exitcode.UserErr(err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s %s: keys %s from %s (asked %s)\n", e.Status, e.Node, e.Fingerprint, e.Remote,
 				e.Requested.Local().Format(time.DateTime))

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/bootstrap/pki"
 	"github.com/kiln-cluster/kiln/bootstrap/pxe"
-	"github.com/kiln-cluster/kiln/bootstrap/render"
 	"github.com/kiln-cluster/kiln/node/enrol"
 )
 
@@ -25,7 +25,7 @@ func TestPXEApprove(t *testing.T) {
 		t.Fatalf("render: %s", e)
 	}
 	pkiDir := filepath.Join(out, "pki")
-	s, err := pxe.New(pxe.Config{Spec: example, Compile: render.CompileOptions{PKIDir: pkiDir, KilnVersion: "v0.0.0-test"},
+	s, err := pxe.New(pxe.Config{Deliver: deliver.Options{Spec: example, PKIDir: pkiDir},
 		Assets: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/bootstrap/render"
+	"github.com/kiln-cluster/kiln/internal/exitcode"
 	"github.com/kiln-cluster/kiln/node/config"
 )
 
@@ -104,7 +105,7 @@ func writeRendered(c *render.Compiled, out string) (string, *config.Context, err
 		return "", nil, err
 	}
 	if err := render.Write(out, c.Nodes, c.PKI, map[string][]byte{"pki/" + config.ContextFile: raw}); err != nil {
-		return "", nil, userErr(err)
+		return "", nil, exitcode.UserErr(err)
 	}
 	// kiln ctl now talks to this cluster with no flags.
 	current, err := config.WriteCurrentContext(ctx)

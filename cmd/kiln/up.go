@@ -15,6 +15,7 @@ import (
 	"github.com/kiln-cluster/kiln/bootstrap/up"
 	_ "github.com/kiln-cluster/kiln/bootstrap/up/docker" // registers the docker driver
 	"github.com/kiln-cluster/kiln/images/nodeimage"
+	"github.com/kiln-cluster/kiln/internal/exitcode"
 )
 
 func init() {
@@ -75,21 +76,40 @@ func newUpCmd() *cobra.Command {
 	var wait, explain bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "up -f SPEC [--driver docker] [-o OUT]",
-		Short: "Bring a whole cluster up on this machine (docker) or a provider, and make it kiln ctl's context",
+		Use:   "up -f SPEC [--driver docker|libvirt|vsphere] [-o OUT]",
+		Short: "Bring a whole cluster up on this machine (docker) or a provider (libvirt, vsphere), and make it kiln ctl's context",
 		Long: `Up renders the spec as kiln render does (same PKI rules) into the cluster's state folder, makes
 a machine kiln-<cluster>-<node> for every node with the driver, and waits until etcd is healthy
-and every kiln-node has registered. It then leaves the cluster as kiln ctl's current context.
-Up on a cluster that exists converges: it starts what is stopped and adds new nodes.
+and every kiln-node has registered (the nodes' etcd addresses must be reachable from here). It
+then leaves the cluster as kiln ctl's current context. Up on a cluster that exists converges: it
+makes what is missing, starts what is stopped and leaves the rest. The driver and what it made
+are recorded in the state folder, so kiln down needs no driver flags.
 
-The docker driver runs every node as a container with systemd as PID 1 on a Docker network
-kiln-<cluster> whose subnet holds the nodes' addresses. Each node's config.ign, unchanged, is
-applied by the real Ignition binary at the container's first start. --explain lists what the
-node image changes to what Flatcar or Fedora CoreOS would do.`,
+--driver docker (the default) runs every node as a container with systemd as PID 1 on a Docker
+network kiln-<cluster> whose subnet holds the nodes' addresses. Each node's config.ign,
+unchanged, is applied by the real Ignition binary at the container's first start. --explain
+lists what the node image changes to what Flatcar or Fedora CoreOS would do.
+
+--driver libvirt makes per node a domain with the node's MAC, a copy-on-write volume over the
+OS disk image (--image, else the cached one of kiln images pull --platform qemu) and the node's
+Ignition config through QEMU's fw_cfg, on a network kiln-<cluster> that kiln defines from the
+spec's subnet (or --libvirt-network NAME). --libvirt-uri picks the connection (qemu:///system).
+
+--driver vsphere clones every node from --vsphere-template with the node's MAC on its first
+NIC and its Ignition config in the guestinfo properties, then powers it on. The connection is
+govc's: --vsphere-url or GOVC_URL, GOVC_USERNAME, GOVC_PASSWORD, GOVC_INSECURE.
+
+Bad or missing driver flags are the user's errors (exit 1), found before anything is made.`,
 		Example: `  kiln init demo && kiln up -f demo/cluster.yaml
   kiln ctl machines
   kiln up -f demo/cluster.yaml --explain
-  kiln down -f demo/cluster.yaml`,
+  kiln down -f demo/cluster.yaml
+
+  kiln images pull --os flatcar --channel stable --platform qemu
+  kiln up -f demo/cluster.yaml --driver libvirt --libvirt-uri qemu:///session --memory 4096
+
+  export GOVC_URL=vcenter.example.com GOVC_USERNAME=me@vsphere.local GOVC_PASSWORD=...
+  kiln up -f demo/cluster.yaml --driver vsphere --vsphere-template flatcar-stable --vsphere-network "VM Network"`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			w := cmd.OutOrStdout()
@@ -102,7 +122,7 @@ node image changes to what Flatcar or Fedora CoreOS would do.`,
 			}
 			d, err := f.lookup(f.driver)
 			if err != nil {
-				return userErr(err)
+				return exitcode.UserErr(err)
 			}
 			out, err := f.stateDir(cmd.ErrOrStderr())
 			if err != nil {
@@ -183,7 +203,7 @@ folder (kiln up reuses them).`,
 			}
 			d, err := f.lookup(name)
 			if err != nil {
-				return userErr(err)
+				return exitcode.UserErr(err)
 			}
 			start := time.Now()
 			p := &up.Plan{Compiled: c, StateDir: out}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/bootstrap/userdata"
+	"github.com/kiln-cluster/kiln/internal/exitcode"
 )
 
 func init() { register(newUserdataCmd) }
@@ -42,19 +43,19 @@ CA is refused (only kiln render creates one).`,
 		RunE: func(cmd *cobra.Command, a []string) error {
 			p, err := userdata.Lookup(platform)
 			if err != nil {
-				return userErr(err)
+				return exitcode.UserErr(err)
 			}
 			if (pointerURL == "") != (pointerOut == "") {
-				return userErr(errors.New("--pointer-url and --pointer-out go together: the URL must serve the file written to --pointer-out"))
+				return exitcode.UserErr(errors.New("--pointer-url and --pointer-out go together: the URL must serve the file written to --pointer-out"))
 			}
 			if p.Kind == userdata.FwCfg && out == "" {
-				return userErr(errors.New("--platform qemu needs -o FILE: the fw_cfg argument names the file holding the config"))
+				return exitcode.UserErr(errors.New("--platform qemu needs -o FILE: the fw_cfg argument names the file holding the config"))
 			}
 			o := deliverOptions(file, pkiDir, strict, cmd.ErrOrStderr())
 			o.Nodes = a[:1]
 			c, err := deliver.Prepare(o)
 			if errors.Is(err, deliver.ErrNoNode) {
-				return userErr(err)
+				return exitcode.UserErr(err)
 			} else if err != nil {
 				return err
 			}
@@ -66,22 +67,22 @@ CA is refused (only kiln render creates one).`,
 				outs = append(outs, userdata.Output{Flag: "--pointer-out", Path: pointerOut})
 			}
 			if err := userdata.CheckOutputs(outs, c.Spec.Inputs(), []string{pkiDir}); err != nil {
-				return userErr(err)
+				return exitcode.UserErr(err)
 			}
 			node := c.Node(a[0])
 			d, err := p.Deliver(node.Ignition, userdata.Options{PointerURL: pointerURL})
 			if err != nil {
-				return userErr(err)
+				return exitcode.UserErr(err)
 			}
 			if d.Mode == userdata.Pointer {
 				if err := userdata.WriteSecret(pointerOut, d.Full); err != nil {
-					return userErr(err)
+					return exitcode.UserErr(err)
 				}
 			}
 			stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
 			if out != "" {
 				if err := userdata.WriteSecret(out, d.Output()); err != nil {
-					return userErr(err)
+					return exitcode.UserErr(err)
 				}
 			}
 			switch {

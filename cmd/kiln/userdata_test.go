@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	ignconfig "github.com/coreos/ignition/v2/config"
+
+	"github.com/kiln-cluster/kiln/internal/testkit"
 )
 
 // renderedPKI runs kiln render of the example into a temporary folder and returns OUT/pki:
@@ -159,24 +161,7 @@ func abs(t *testing.T, p string) string {
 func copyExamples(t *testing.T) string {
 	t.Helper()
 	dst := filepath.Join(t.TempDir(), "examples")
-	src := filepath.Dir(example)
-	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		raw, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), raw, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	testkit.CopyTree(t, filepath.Dir(example), dst)
 	return filepath.Join(dst, filepath.Base(example))
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-cluster/kiln/bootstrap/deliver"
+	"github.com/kiln-cluster/kiln/internal/exitcode"
 	"github.com/kiln-cluster/kiln/vagrant"
 )
 
@@ -38,10 +39,10 @@ interface by it, on a private network with the node's IP. The box is flatcar-<ch
 			}
 			files, err := vagrant.Files(c)
 			if err != nil {
-				return userErr(err)
+				return exitcode.UserErr(err)
 			}
 			if err := vagrant.Write(out, files); err != nil {
-				return userErr(err)
+				return exitcode.UserErr(err)
 			}
 			names := make([]string, 0, len(files))
 			for name := range files {

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/bootstrap/pxe"
-	"github.com/kiln-cluster/kiln/bootstrap/render"
 	"github.com/kiln-cluster/kiln/images/catalog"
 	"github.com/kiln-cluster/kiln/internal/mirrortest"
 )
@@ -47,15 +47,13 @@ nodes:
 			if err != nil {
 				t.Fatal(err)
 			}
-			opts := render.CompileOptions{PKIDir: filepath.Join(dir, "pki"), KilnVersion: "v0.0.0-test"}
-			made, _, err := render.Compile(spec, render.CompileOptions{PKIDir: opts.PKIDir, CreatePKI: true})
-			if err != nil {
+			opts := deliver.Options{Spec: spec, PKIDir: filepath.Join(dir, "pki")}
+			made := opts
+			made.CreatePKI = true
+			if _, err := deliver.Prepare(made); err != nil {
 				t.Fatal(err)
 			}
-			if err := render.SavePKI(made.PKI); err != nil {
-				t.Fatal(err)
-			}
-			srv, err := pxe.New(pxe.Config{Spec: spec, Compile: opts, Assets: c.Dir}, nil)
+			srv, err := pxe.New(pxe.Config{Deliver: opts, Assets: c.Dir}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,6 +10,7 @@ package catalog
 
 import (
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -303,12 +304,7 @@ func (o *OS) Channel(c string) error {
 
 // PlatformNames lists the platforms kiln can download for the OS, sorted.
 func (o *OS) PlatformNames() []string {
-	names := make([]string, 0, len(o.Platforms))
-	for n := range o.Platforms {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
+	return slices.Sorted(maps.Keys(o.Platforms))
 }
 
 // Platform returns the artifacts of a platform.

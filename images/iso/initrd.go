@@ -5,7 +5,8 @@ import (
 	"compress/gzip"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/cavaliergopher/cpio"
@@ -50,12 +51,7 @@ func (i *Initrd) Remove(name string) { delete(i.files, name) }
 
 // Names lists the files in path order.
 func (i *Initrd) Names() []string {
-	names := make([]string, 0, len(i.files))
-	for n := range i.files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(i.files))
 }
 
 // Len is the number of files.

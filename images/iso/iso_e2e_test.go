@@ -37,9 +37,9 @@ func TestE2EISOBoot(t *testing.T) {
 	for _, d := range []string{"isolinux", "images", "coreos"} {
 		os.MkdirAll(filepath.Join(stage, d), 0o755)
 	}
-	copyFile(t, isolinuxBin, filepath.Join(stage, "isolinux", "isolinux.bin"))
-	copyFile(t, ldlinuxC32, filepath.Join(stage, "isolinux", "ldlinux.c32"))
-	copyFile(t, kit.Kernel.Vmlinuz, filepath.Join(stage, "images", "vmlinuz"))
+	testkit.CopyFile(t, isolinuxBin, filepath.Join(stage, "isolinux", "isolinux.bin"))
+	testkit.CopyFile(t, ldlinuxC32, filepath.Join(stage, "isolinux", "ldlinux.c32"))
+	testkit.CopyFile(t, kit.Kernel.Vmlinuz, filepath.Join(stage, "images", "vmlinuz"))
 	init := testboot.ISOInit
 	init.Script = "grep -qw kiln.e2e=1 /proc/cmdline || fail \"embedded kernel argument missing: $(cat /proc/cmdline)\"\n" + init.Script
 	if err := kit.WriteInitramfs(filepath.Join(stage, "images", "initramfs.img"), init, nil); err != nil {
@@ -121,15 +121,4 @@ func requireISOTools(t *testing.T) string {
 		testkit.Missing(t, "%s", msg)
 	}
 	return x
-}
-
-func copyFile(t *testing.T, src, dst string) {
-	t.Helper()
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dst, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
 }

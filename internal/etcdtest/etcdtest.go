@@ -16,7 +16,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -34,6 +33,7 @@ import (
 
 	"github.com/kiln-cluster/kiln/bootstrap/pki"
 	"github.com/kiln-cluster/kiln/internal/testkit"
+	"github.com/kiln-cluster/kiln/node/etcdconn"
 )
 
 // DefaultMembers is the size of the cluster Start makes.
@@ -353,19 +353,7 @@ func (c *Cluster) TLSConfig() *tls.Config {
 
 // Config loads the files as a client *tls.Config.
 func (f TLSFiles) Config() (*tls.Config, error) {
-	pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
-	if err != nil {
-		return nil, err
-	}
-	caPEM, err := os.ReadFile(f.CA)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, errors.New("no certificate in " + f.CA)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+	return etcdconn.TLSConfig(f.CA, f.Cert, f.Key)
 }
 
 // Client returns a client of every member, closed when the test ends.

@@ -23,18 +23,8 @@ bound|renew)
 esac
 `
 
-// FetchInit brings eth0 up with DHCP, downloads the URL in the kernel argument ignition.config.url
-// and prints it: the guest side of a PXE boot. Busybox 1.35's wget -T crashes, so timeout(1)
-// bounds the download instead.
-var FetchInit = Init{
-	Modules: NetModules,
-	Files:   map[string][]byte{"bin/udhcpc.script": []byte(udhcpcScript)},
-	Script: `
-url=
-for arg in $(cat /proc/cmdline); do
-	case "$arg" in ignition.config.url=*) url="${arg#ignition.config.url=}" ;; esac
-done
-[ -n "$url" ] || fail "no ignition.config.url on the kernel command line"
+// dhcpUp waits for eth0 and brings it up with DHCP.
+const dhcpUp = `
 i=0
 while [ ! -e /sys/class/net/eth0 ]; do
 	i=$((i+1)); [ $i -gt 100 ] && fail "no eth0"; sleep 0.1
@@ -42,11 +32,31 @@ done
 ip link set lo up
 ip link set eth0 up
 udhcpc -i eth0 -s /bin/udhcpc.script -n -q -t 10 -T 1 >/dev/null 2>&1 || fail "no dhcp lease on eth0"
+`
+
+// NetInit is an Init whose script brings eth0 up with DHCP before script runs: the start of
+// every guest that talks to the host (10.0.2.2 on QEMU's user network).
+func NetInit(script string) Init {
+	return Init{
+		Modules: NetModules,
+		Files:   map[string][]byte{"bin/udhcpc.script": []byte(udhcpcScript)},
+		Script:  dhcpUp + script,
+	}
+}
+
+// FetchInit brings eth0 up with DHCP, downloads the URL in the kernel argument ignition.config.url
+// and prints it: the guest side of a PXE boot. Busybox 1.35's wget -T crashes, so timeout(1)
+// bounds the download instead.
+var FetchInit = NetInit(`
+url=
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in ignition.config.url=*) url="${arg#ignition.config.url=}" ;; esac
+done
+[ -n "$url" ] || fail "no ignition.config.url on the kernel command line"
 timeout 60 wget -q -O /tmp/fetched "$url" || fail "fetching $url failed"
 emit /tmp/fetched
 finish
-`,
-}
+`)
 
 // FwCfgInit prints the QEMU fw_cfg entry name (e.g. opt/org.flatcar-linux/config) as the guest's
 // kernel sees it under /sys/firmware/qemu_fw_cfg/by_name.

@@ -1,16 +1,16 @@
 // Package testkit holds the small helpers that kiln's tests share, so that each is written
 // once: what a test does when a tool it needs is missing (skip, or fail under CI), where the
 // tools that make deps builds are, and the kiln binaries (given by the Makefile, or built once
-// per test binary).
+// per test binary), copies of fixtures, and the decoding of Ignition's data URLs.
 package testkit
 
 import (
 	"bytes"
 	"compress/gzip"
-	"io"
-
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,15 +165,81 @@ func DataURLContents(t testing.TB, source string, compression *string) []byte {
 	if err != nil {
 		t.Fatalf("data URL: %v", err)
 	}
-	data := du.Data
-	if compression != nil && *compression == "gzip" {
-		zr, err := gzip.NewReader(bytes.NewReader(data))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if data, err = io.ReadAll(zr); err != nil {
-			t.Fatal(err)
-		}
+	return Decompressed(t, du.Data, compression)
+}
+
+// Decompressed undoes an Ignition source's compression (nil or "": none; "gzip") on data
+// fetched from any source, as Ignition does.
+func Decompressed(t testing.TB, data []byte, compression *string) []byte {
+	t.Helper()
+	if compression == nil || *compression == "" {
+		return data
 	}
-	return data
+	if *compression != "gzip" {
+		t.Fatalf("compression %q: Ignition knows gzip only", *compression)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("gzip: %v", err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("gzip: %v", err)
+	}
+	return out
+}
+
+// CopyFile copies the file src to dst, making dst's folder. The copy keeps src's permission
+// bits, made writable by its owner: it is the test's own to change.
+func CopyFile(t testing.TB, src, dst string) {
+	t.Helper()
+	if err := copyFile(src, dst); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// CopyTree copies the folder src into dst (made when missing) with every file and folder below
+// it, as CopyFile copies each file; a test's private copy of a fixture.
+func CopyTree(t testing.TB, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		return copyFile(p, filepath.Join(dst, rel))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fi.Mode().Perm()|0o200)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }

@@ -1,6 +1,9 @@
 package testkit
 
 import (
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,5 +89,52 @@ func TestBinary(t *testing.T) {
 	t.Setenv("KILN_TESTKIT_BIN", "/bin/true")
 	if p := Binary(t, "KILN_TESTKIT_BIN", pkg); p != "/bin/true" {
 		t.Errorf("$KILN_TESTKIT_BIN not taken: %s", p)
+	}
+}
+
+func TestDataURLContents(t *testing.T) {
+	var zipped bytes.Buffer
+	zw := gzip.NewWriter(&zipped)
+	zw.Write([]byte("hello, world\n"))
+	zw.Close()
+	gz, none := "gzip", ""
+	for _, tc := range []struct {
+		name, source string
+		compression  *string
+	}{
+		{"percent-encoded", "data:,hello%2C%20world%0A", nil},
+		{"base64", "data:;base64," + base64.StdEncoding.EncodeToString([]byte("hello, world\n")), &none},
+		{"gzip", "data:;base64," + base64.StdEncoding.EncodeToString(zipped.Bytes()), &gz},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := DataURLContents(t, tc.source, tc.compression); string(got) != "hello, world\n" {
+				t.Errorf("got %q", got)
+			}
+		})
+	}
+	if got := Decompressed(t, zipped.Bytes(), &gz); string(got) != "hello, world\n" {
+		t.Errorf("Decompressed: %q", got)
+	}
+}
+
+func TestCopyTree(t *testing.T) {
+	src, dst := t.TempDir(), filepath.Join(t.TempDir(), "copy")
+	os.MkdirAll(filepath.Join(src, "sub"), 0o755)
+	os.WriteFile(filepath.Join(src, "key"), []byte("secret"), 0o600)
+	os.WriteFile(filepath.Join(src, "sub", "ro"), []byte("read-only"), 0o444)
+	CopyTree(t, src, dst)
+	for name, want := range map[string]struct {
+		data string
+		perm os.FileMode
+	}{"key": {"secret", 0o600}, "sub/ro": {"read-only", 0o644}} {
+		b, err := os.ReadFile(filepath.Join(dst, name))
+		fi, _ := os.Stat(filepath.Join(dst, name))
+		if err != nil || string(b) != want.data || fi.Mode().Perm() != want.perm {
+			t.Errorf("%s: %q %v %v, want %q %v", name, b, fi.Mode().Perm(), err, want.data, want.perm)
+		}
+	}
+	CopyFile(t, filepath.Join(src, "key"), filepath.Join(dst, "new", "key"))
+	if b, _ := os.ReadFile(filepath.Join(dst, "new", "key")); string(b) != "secret" {
+		t.Errorf("CopyFile: %q", b)
 	}
 }

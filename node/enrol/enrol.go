@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/kiln-cluster/kiln/internal/atomicfile"
+	"github.com/kiln-cluster/kiln/internal/capool"
 )
 
 // Cert is one certificate the node needs and where its files go.
@@ -252,13 +253,9 @@ func allValid(cfg Config, roots *x509.CertPool) error {
 }
 
 func loadCA(path string) (*x509.CertPool, error) {
-	raw, err := os.ReadFile(path)
+	pool, err := capool.Load(path)
 	if err != nil {
 		return nil, fmt.Errorf("the cluster CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(raw) {
-		return nil, fmt.Errorf("the cluster CA: %s holds no PEM certificate", path)
 	}
 	return pool, nil
 }

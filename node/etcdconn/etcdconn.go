@@ -10,12 +10,13 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/kiln-cluster/kiln/internal/capool"
 )
 
 // Errors of a connection's settings.
@@ -58,13 +59,9 @@ func TLSConfig(ca, cert, key string) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd client certificate: %w", err)
 	}
-	caPEM, err := os.ReadFile(ca)
+	pool, err := capool.Load(ca)
 	if err != nil {
 		return nil, fmt.Errorf("etcd CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("etcd CA: no certificate in %s", ca)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }

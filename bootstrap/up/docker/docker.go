@@ -93,7 +93,9 @@ func (d *Driver) image(ctx context.Context, r up.Reporter) (string, string, erro
 	if d.Image != "" {
 		sum, err := dockerCmd(ctx, nil, "image", "inspect", "--format",
 			fmt.Sprintf(`{{index .Config.Labels %q}}`, nodeimage.LabelKilnNodeSHA512), d.Image)
-		if err != nil {
+		if err != nil && strings.Contains(strings.ToLower(err.Error()), "no such image") {
+			return "", "", fmt.Errorf("--docker-image %s: %w", d.Image, ErrNoImage)
+		} else if err != nil {
 			return "", "", err
 		}
 		return d.Image, strings.TrimSpace(sum), nil

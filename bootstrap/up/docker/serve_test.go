@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-cluster/kiln/bootstrap/up"
 	"github.com/kiln-cluster/kiln/images/nodeimage"
 )
 
@@ -36,6 +37,9 @@ func TestServeList(t *testing.T) {
 			}
 			if err != nil && !strings.Contains(err.Error(), "/opt/bin/") {
 				t.Errorf("error does not name the file: %v", err)
+			}
+			if err != nil && !errors.Is(err, up.ErrConfig) {
+				t.Errorf("a remote source is not the user's error (up.ErrConfig): %v", err)
 			}
 		})
 	}

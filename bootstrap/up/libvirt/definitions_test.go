@@ -12,6 +12,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/kiln-cluster/kiln/bootstrap/spec"
+	"github.com/kiln-cluster/kiln/bootstrap/up"
 )
 
 func TestSubnetOf(t *testing.T) {
@@ -151,5 +152,38 @@ func TestSharedFlags(t *testing.T) {
 	}
 	if d.Image != "/tmp/os.qcow2" || otherImage != "/tmp/os.qcow2" || d.MemoryMiB != 1024 || d.URI != "qemu:///session" {
 		t.Fatalf("image %q (other %q), memory %d, uri %s", d.Image, otherImage, d.MemoryMiB, d.URI)
+	}
+}
+
+// TestCheck: the flags are checked before anything is made, and their errors are the user's
+// (up.ErrConfig).
+func TestCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(d *Driver)
+		want error
+		got  settings
+	}{
+		{"defaults", func(*Driver) {}, nil, settings{domType: "auto"}},
+		{"tcg is qemu", func(d *Driver) { d.DomainType, d.DiskSize = "tcg", "20G" }, nil, settings{domType: "qemu", diskSize: 20 << 30}},
+		{"domain type", func(d *Driver) { d.DomainType = "xen" }, ErrDomainType, settings{}},
+		{"memory", func(d *Driver) { d.MemoryMiB = 32 }, ErrResources, settings{}},
+		{"cpus", func(d *Driver) { d.CPUs = 0 }, ErrResources, settings{}},
+		{"disk size", func(d *Driver) { d.DiskSize = "20X" }, ErrDiskSize, settings{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := New()
+			tc.set(d)
+			got, err := d.check()
+			if tc.want == nil && (err != nil || got != tc.got) {
+				t.Fatalf("check() = %+v, %v; want %+v", got, err, tc.got)
+			}
+			if tc.want != nil && (!errors.Is(err, tc.want) || !errors.Is(err, up.ErrConfig)) {
+				t.Fatalf("check(): %v, want %v and up.ErrConfig", err, tc.want)
+			}
+		})
+	}
+	if _, err := inspectImage(filepath.Join(t.TempDir(), "none.img")); !errors.Is(err, up.ErrConfig) {
+		t.Errorf("a missing --image: %v, want up.ErrConfig", err)
 	}
 }

@@ -52,18 +52,8 @@ func isCode(err error, code virt.ErrorNumber) bool {
 	return errors.As(err, &e) && e.Code == code
 }
 
-func (d *Driver) up(ctx context.Context, p *up.Plan, r up.Reporter) error {
-	if err := d.sharedFlags(); err != nil {
-		return err
-	}
-	domType, err := d.checkConfig()
-	if err != nil {
-		return err
-	}
-	diskSize, err := parseSize(d.DiskSize)
-	if err != nil {
-		return err
-	}
+func (d *Driver) up(ctx context.Context, p *up.Plan, r up.Reporter, set settings) error {
+	domType, diskSize := set.domType, set.diskSize
 	st, err := loadState(p.StateDir)
 	if err != nil {
 		return err
@@ -125,21 +115,6 @@ func (d *Driver) up(ctx context.Context, p *up.Plan, r up.Reporter) error {
 		r.Step(n.Name, up.StepMachine, m.Name+" running")
 	}
 	return nil
-}
-
-// checkConfig validates the flags and returns the domain type.
-func (d *Driver) checkConfig() (string, error) {
-	switch d.DomainType {
-	case "auto", "kvm", "qemu":
-	case "tcg":
-		return "qemu", nil
-	default:
-		return "", fmt.Errorf("%w, not %q", ErrDomainType, d.DomainType)
-	}
-	if d.MemoryMiB < 64 || d.CPUs < 1 {
-		return "", fmt.Errorf("--memory (MiB) must be at least 64 and --cpus at least 1")
-	}
-	return d.DomainType, nil
 }
 
 // pool returns the named pool, started; a missing pool is created as a directory pool in

@@ -4,11 +4,15 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/kiln-cluster/kiln/bootstrap/up"
 )
 
 // image is an OS disk image on the local disk.
@@ -26,7 +30,9 @@ var qcow2Magic = []byte{'Q', 'F', 'I', 0xfb}
 // inspectImage reads an image's format, sizes and SHA-256 (the name of its base volume).
 func inspectImage(path string) (*image, error) {
 	f, err := os.Open(path)
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, up.ConfigError(err)
+	} else if err != nil {
 		return nil, err
 	}
 	defer f.Close()

@@ -116,15 +116,49 @@ func (d *Driver) sharedFlags() error {
 			d.CPUs, err = strconv.Atoi(v)
 		}
 		if err != nil {
-			return fmt.Errorf("--%s: %w", name, err)
+			return up.ConfigError(fmt.Errorf("--%s: %w", name, err))
 		}
 	}
 	return nil
 }
 
+// settings are the flags checked, in the form up needs them.
+type settings struct {
+	domType  string // kvm, qemu or auto
+	diskSize uint64 // 0: the image's size
+}
+
+// check validates the flags before anything is made, in every build (the stub's too): its
+// errors are up.ErrConfig.
+func (d *Driver) check() (settings, error) {
+	if err := d.sharedFlags(); err != nil {
+		return settings{}, err
+	}
+	set := settings{domType: d.DomainType}
+	switch d.DomainType {
+	case "auto", "kvm", "qemu":
+	case "tcg":
+		set.domType = "qemu"
+	default:
+		return settings{}, fmt.Errorf("%w, not %q", ErrDomainType, d.DomainType)
+	}
+	if d.MemoryMiB < 64 || d.CPUs < 1 {
+		return settings{}, fmt.Errorf("%w, not %d and %d", ErrResources, d.MemoryMiB, d.CPUs)
+	}
+	var err error
+	set.diskSize, err = parseSize(d.DiskSize)
+	return set, err
+}
+
 // Up creates what is missing of the cluster's network, volumes and domains, and starts the
 // domains that are not running.
-func (d *Driver) Up(ctx context.Context, p *up.Plan, r up.Reporter) error { return d.up(ctx, p, r) }
+func (d *Driver) Up(ctx context.Context, p *up.Plan, r up.Reporter) error {
+	set, err := d.check()
+	if err != nil {
+		return err
+	}
+	return d.up(ctx, p, r, set)
+}
 
 // Down destroys and undefines the cluster's domains and deletes their volumes and the network
 // kiln defined; nothing else. The base image volume stays for the next cluster.

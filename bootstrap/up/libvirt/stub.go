@@ -8,5 +8,5 @@ import (
 	"github.com/kiln-cluster/kiln/bootstrap/up"
 )
 
-func (d *Driver) up(context.Context, *up.Plan, up.Reporter) error   { return ErrNotBuilt }
-func (d *Driver) down(context.Context, *up.Plan, up.Reporter) error { return ErrNotBuilt }
+func (d *Driver) up(context.Context, *up.Plan, up.Reporter, settings) error { return ErrNotBuilt }
+func (d *Driver) down(context.Context, *up.Plan, up.Reporter) error         { return ErrNotBuilt }

@@ -92,7 +92,7 @@ func (d *Driver) url() (*url.URL, bool, error) {
 	}
 	u, err := soap.ParseURL(raw)
 	if err != nil {
-		return nil, false, fmt.Errorf("vSphere URL %q: %w", raw, err)
+		return nil, false, up.ConfigError(fmt.Errorf("vSphere URL %q: %w", raw, err))
 	}
 	if u.User == nil || u.User.Username() == "" {
 		u.User = url.UserPassword(d.getenv("GOVC_USERNAME"), d.getenv("GOVC_PASSWORD"))
@@ -131,6 +131,7 @@ func (d *Driver) login(ctx context.Context) (*session, error) {
 	s.finder.SetDatacenter(s.dc)
 	if d.Folder != "" {
 		s.folder, err = s.finder.Folder(ctx, d.Folder)
+		err = notFound(err)
 	} else {
 		s.folder, err = s.finder.DefaultFolder(ctx)
 	}
@@ -153,7 +154,7 @@ func choose[T any](ctx context.Context, kind, flag, name string, one func(contex
 	if name != "" {
 		v, err := one(ctx, name)
 		if err != nil {
-			return zero, fmt.Errorf("%s %q: %w", kind, name, err)
+			return zero, notFound(fmt.Errorf("%s %q: %w", kind, name, err))
 		}
 		return v, nil
 	}
@@ -175,6 +176,15 @@ func choose[T any](ctx context.Context, kind, flag, name string, one func(contex
 	}
 	slices.Sort(names)
 	return zero, fmt.Errorf("%s: %w: give %s, one of %s", kind, ErrChoose, flag, strings.Join(names, ", "))
+}
+
+// notFound marks err as a configuration error when a flag named an object that is not there.
+func notFound(err error) error {
+	var nf *find.NotFoundError
+	if errors.As(err, &nf) {
+		return up.ConfigError(err)
+	}
+	return err
 }
 
 // state is what `kiln down` needs without flags (the URL without its password).
@@ -223,7 +233,7 @@ func (d *Driver) Up(ctx context.Context, p *up.Plan, r up.Reporter) error {
 	f := s.finder
 	template, err := f.VirtualMachine(ctx, d.Template)
 	if err != nil {
-		return fmt.Errorf("template %q: %w", d.Template, err)
+		return notFound(fmt.Errorf("template %q: %w", d.Template, err))
 	}
 	r.Step("", up.StepImage, "template "+template.InventoryPath)
 	ds, err := choose(ctx, "datastore", "--vsphere-datastore", d.Datastore, f.Datastore, f.DatastoreList)

@@ -2,14 +2,12 @@ package vsphere
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,7 +15,6 @@ import (
 	"testing"
 
 	ignconfig "github.com/coreos/ignition/v2/config"
-	"github.com/vincent-petithory/dataurl"
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
@@ -28,6 +25,7 @@ import (
 	"github.com/kiln-cluster/kiln/bootstrap/up"
 	"github.com/kiln-cluster/kiln/bootstrap/up/internal/uptest"
 	"github.com/kiln-cluster/kiln/bootstrap/userdata"
+	"github.com/kiln-cluster/kiln/internal/testkit"
 	"github.com/kiln-cluster/kiln/internal/vspheretest"
 )
 
@@ -261,8 +259,14 @@ func TestIntegrationVSphereChoices(t *testing.T) {
 	d := sim.driver()
 	d.Network = ""
 	err := d.Up(context.Background(), p, &uptest.Reporter{T: t})
-	if !errors.Is(err, ErrChoose) || !strings.Contains(err.Error(), "--vsphere-network") || !strings.Contains(err.Error(), "VM Network") {
+	if !errors.Is(err, ErrChoose) || !errors.Is(err, up.ErrConfig) || !strings.Contains(err.Error(), "--vsphere-network") || !strings.Contains(err.Error(), "VM Network") {
 		t.Fatalf("up with two networks and no --vsphere-network: %v", err)
+	}
+	// A flag that names an object that is not there is the user's error too.
+	d = sim.driver()
+	d.Template = "no-such-template"
+	if err := d.Up(context.Background(), p, &uptest.Reporter{T: t}); !errors.Is(err, up.ErrConfig) || !strings.Contains(err.Error(), "no-such-template") {
+		t.Fatalf("up with a missing template: %v", err)
 	}
 	d = &Driver{getenv: func(string) string { return "" }, Config: Config{Template: "x"}}
 	if err := d.Up(context.Background(), p, &uptest.Reporter{T: t}); !errors.Is(err, ErrNoURL) {
@@ -321,17 +325,11 @@ func TestIntegrationVSphereLargeConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep := wrapper.Ignition.Config.Replace
-	du, err := dataurl.DecodeString(rep.Source)
-	if err != nil || rep.Compression != "gzip" {
-		t.Fatalf("replace %q (%s): %v", rep.Source[:min(60, len(rep.Source))], rep.Compression, err)
+	if !strings.HasPrefix(rep.Source, "data:") || rep.Compression != "gzip" {
+		t.Fatalf("replace %q (%s): not a gzipped data URL", rep.Source[:min(60, len(rep.Source))], rep.Compression)
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(du.Data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	full, err := io.ReadAll(zr)
-	if err != nil || !bytes.Equal(full, p.Compiled.Nodes[0].Ignition) {
-		t.Fatalf("the compressed config is not the node's (%v)", err)
+	if full := testkit.DataURLContents(t, rep.Source, &rep.Compression); !bytes.Equal(full, p.Compiled.Nodes[0].Ignition) {
+		t.Fatalf("the compressed config is not the node's")
 	}
 
 	noise := make([]byte, 96<<10)
