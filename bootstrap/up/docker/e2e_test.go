@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/kiln-cluster/kiln/internal/testkit"
 	"github.com/kiln-cluster/kiln/node/config"
 	"github.com/kiln-cluster/kiln/node/etcdconn"
@@ -403,14 +405,7 @@ func (c *cluster) running(node string) bool {
 // that my-app answers somewhere. It returns each holder's hold time.
 func (c *cluster) watchRollingReboot(before map[string]string, timeout time.Duration) map[string]time.Duration {
 	c.t.Helper()
-	cc, err := config.LoadContext(filepath.Join(c.out, "pki", config.ContextFile))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	cli, err := etcdconn.New(cc.Endpoints, cc.CA, cc.Cert, cc.Key)
-	if err != nil {
-		c.t.Fatal(err)
-	}
+	cli, _ := c.etcd()
 	defer cli.Close()
 	const semaphore = "coreos.com/updateengine/rebootlock/semaphore"
 	first, last := map[string]time.Time{}, map[string]time.Time{}
@@ -484,8 +479,8 @@ func (c *cluster) watchRollingReboot(before map[string]string, timeout time.Dura
 	return holds
 }
 
-// leader is the node whose etcd member leads.
-func (c *cluster) leader() string {
+// etcd is a client of the cluster, from the context kiln up left, and that context.
+func (c *cluster) etcd() (*clientv3.Client, *config.Context) {
 	c.t.Helper()
 	cc, err := config.LoadContext(filepath.Join(c.out, "pki", config.ContextFile))
 	if err != nil {
@@ -495,6 +490,13 @@ func (c *cluster) leader() string {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	return cli, cc
+}
+
+// leader is the node whose etcd member leads.
+func (c *cluster) leader() string {
+	c.t.Helper()
+	cli, cc := c.etcd()
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
