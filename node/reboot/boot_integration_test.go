@@ -23,7 +23,11 @@ func TestPrintBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("BOOT=%s\n", id)
+	bt, err := reboot.BootTime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("BOOT=%s\nBOOTTIME=%s\n", id, bt.Format(time.RFC3339Nano))
 }
 
 // TestIntegrationBootInContainer checks the boot identity where the kernel's boot ID cannot
@@ -34,7 +38,8 @@ func TestIntegrationBootInContainer(t *testing.T) {
 		t.Skip("integration test: systemd in a container")
 	}
 	m := systemdtest.StartWithTests(t, "", systemdtest.Options{})
-	re := regexp.MustCompile(`(?m)^BOOT=(\S+)$`)
+	re := regexp.MustCompile(`(?m)^BOOT=(\S+)\nBOOTTIME=(\S+)$`)
+	var bootTime time.Time
 	boot := func() string {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -44,14 +49,25 @@ func TestIntegrationBootInContainer(t *testing.T) {
 		if err != nil || match == nil {
 			t.Fatalf("inside the machine: %v\n%s", err, out)
 		}
+		bt, err := time.Parse(time.RFC3339Nano, match[2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		bootTime = bt
 		return match[1]
 	}
 	first := boot()
-	if again := boot(); again != first {
+	firstTime := bootTime
+	if again := boot(); again != first || !bootTime.Equal(firstTime) {
 		t.Fatalf("one boot, two identities: %s then %s", first, again)
 	}
+	rebootAt := time.Now()
 	m.Reboot()
 	second := boot()
+	// the boot time is the container's start, not the host kernel's
+	if !bootTime.After(firstTime) || bootTime.Before(rebootAt.Add(-2*time.Second)) {
+		t.Errorf("boot time %v after a reboot at %v (before: %v)", bootTime, rebootAt, firstTime)
+	}
 	if second == first {
 		t.Fatalf("the identity %s survived a reboot of the container", first)
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // host is a stand-in for the kernel's boot ID file and the /run tmpfs: a container restart
@@ -121,5 +122,34 @@ func TestCoordinatorReleasesAfterAContainerRestart(t *testing.T) {
 	step(t, c)
 	if m.locker.sem("default").Holds("m1") {
 		t.Fatal("slot kept after the container's reboot")
+	}
+}
+
+func TestStartTicks(t *testing.T) {
+	for _, tc := range []struct {
+		stat string
+		want int64
+		ok   bool
+	}{
+		{"1 (systemd) S 0 1 1 0 -1 4194560 10417 1013545 110 1180 38 46 2569 1339 20 0 1 0 52 22712320 2802 18446744073709551615", 52, true},
+		// a command name with spaces and a parenthesis
+		{"77 (a b) c)) R 1 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 123456 0 0", 123456, true},
+		{"1 (systemd) S 0 1", 0, false},
+		{"no name here", 0, false},
+	} {
+		got, err := startTicks(tc.stat)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("startTicks(%q) = %d, %v; want %d (ok %v)", tc.stat, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestBootTimeIsBeforeNow(t *testing.T) {
+	bt, err := BootTime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now := time.Now(); bt.After(now) || now.Sub(bt) > 10*365*24*time.Hour {
+		t.Fatalf("boot time %v, now %v", bt, now)
 	}
 }

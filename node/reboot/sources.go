@@ -177,20 +177,55 @@ func (c Command) Reboot(ctx context.Context) error {
 	return nil
 }
 
-// BootTime reads when the machine booted (btime in /proc/stat).
+// BootTime is when this boot began: when PID 1 started, which is the kernel's boot (btime in
+// /proc/stat) plus PID 1's start time since then. On a machine that is init's start, moments
+// after the kernel's; in a container (the docker driver's nodes) it is the container's start,
+// where the kernel's boot is the host's and a container restart (a reboot) would not show.
 func BootTime() (time.Time, error) {
 	raw, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return time.Time{}, err
 	}
+	var btime int64 = -1
 	for line := range strings.Lines(string(raw)) {
 		if v, ok := strings.CutPrefix(line, "btime "); ok {
-			sec, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			if err != nil {
-				return time.Time{}, err
+			if btime, err = strconv.ParseInt(strings.TrimSpace(v), 10, 64); err != nil {
+				return time.Time{}, fmt.Errorf("btime in /proc/stat: %w", err)
 			}
-			return time.Unix(sec, 0).UTC(), nil
+			break
 		}
 	}
-	return time.Time{}, errors.New("no btime in /proc/stat")
+	if btime < 0 {
+		return time.Time{}, errors.New("no btime in /proc/stat")
+	}
+	boot := time.Unix(btime, 0).UTC()
+	raw, err = os.ReadFile("/proc/1/stat")
+	if err != nil {
+		return boot, nil // no PID 1 to see (a restricted /proc): the kernel's boot
+	}
+	start, err := startTicks(string(raw))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("/proc/1/stat: %w", err)
+	}
+	return boot.Add(time.Duration(start) * time.Second / userHZ), nil
+}
+
+// userHZ is the unit of the times in /proc/PID/stat (USER_HZ, 100 on every Linux architecture
+// Go supports).
+const userHZ = 100
+
+// startTicks reads a process's start time after boot, in USER_HZ ticks, from its
+// /proc/PID/stat line: the 22nd field, counted after the command name, which is in parentheses
+// and may itself hold spaces and parentheses.
+func startTicks(stat string) (int64, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("no command name")
+	}
+	fields := strings.Fields(stat[i+1:])
+	// fields[0] is field 3 (the state): field 22 is fields[19]
+	if len(fields) < 20 {
+		return 0, fmt.Errorf("%d fields, want at least 22", len(fields)+2)
+	}
+	return strconv.ParseInt(fields[19], 10, 64)
 }
