@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -391,26 +390,11 @@ func serve(ctx context.Context, g *errgroup.Group, name, addr string, h http.Han
 // watchKey calls wake on every change of key, watching again (with backoff) when the watch
 // breaks; it returns nil when ctx ends.
 func watchKey(ctx context.Context, cli *clientv3.Client, key string, wake func(), log *slog.Logger) error {
-	backoff := 250 * time.Millisecond
-	for ctx.Err() == nil {
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		for resp := range cli.Watch(wctx, key) {
-			if err := resp.Err(); err != nil {
-				log.Debug("watch broken", "key", key, "err", err)
-				break
-			}
-			backoff = 250 * time.Millisecond
-			if len(resp.Events) > 0 {
-				wake()
-			}
+	etcdconn.Follow(ctx, cli, key, func(evs []*clientv3.Event) {
+		if len(evs) > 0 {
+			wake()
 		}
-		cancel()
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff + time.Duration(rand.Int64N(int64(backoff)))):
-		}
-		backoff = min(2*backoff, 10*time.Second)
-	}
+	}, log)
 	return nil
 }
 

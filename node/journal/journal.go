@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +24,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/kiln-cluster/kiln/node/etcdconn"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/unit"
 )
@@ -101,30 +101,16 @@ type Client interface {
 // Serve answers machine's journal requests from src until ctx ends (it returns nil then);
 // it watches again, with backoff, when the watch breaks.
 func Serve(ctx context.Context, cli Client, machine string, src Source, log *slog.Logger) error {
-	backoff := 250 * time.Millisecond
 	prefix := keys.MachineJournalRequests(machine)
-	for ctx.Err() == nil {
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		for resp := range cli.Watch(wctx, prefix, clientv3.WithPrefix()) {
-			if resp.Err() != nil {
-				break
+	etcdconn.Follow(ctx, cli, prefix, func(evs []*clientv3.Event) {
+		for _, ev := range evs {
+			if ev.Type != clientv3.EventTypePut || ev.Kv.Version != 1 {
+				continue
 			}
-			backoff = 250 * time.Millisecond
-			for _, ev := range resp.Events {
-				if ev.Type != clientv3.EventTypePut || ev.Kv.Version != 1 {
-					continue
-				}
-				id := string(ev.Kv.Key[len(prefix):])
-				answer(ctx, cli, machine, id, ev.Kv.Value, clientv3.LeaseID(ev.Kv.Lease), src, log)
-			}
+			id := string(ev.Kv.Key[len(prefix):])
+			answer(ctx, cli, machine, id, ev.Kv.Value, clientv3.LeaseID(ev.Kv.Lease), src, log)
 		}
-		cancel()
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff + time.Duration(rand.Int64N(int64(backoff)))):
-		}
-		backoff = min(2*backoff, 10*time.Second)
-	}
+	}, log, clientv3.WithPrefix())
 	return nil
 }
 
