@@ -277,6 +277,7 @@ func (e *Engine) leadOnce(ctx context.Context, fence clientv3.Cmp, leaderKey str
 			case <-tick:
 				tick = e.c.Clock.After(e.c.Interval)
 				st.dirty = true
+				st.inc.full = true // the safety net: a full plan now and then
 			case resp, ok := <-events:
 				if err := st.applyWatch(resp, ok, leaderKey); err != nil {
 					return err

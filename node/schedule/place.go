@@ -460,16 +460,16 @@ func matchAny(globs []string, name string) bool {
 	return false
 }
 
-// excludes tells whether a and b must not share a machine, and gives the unit to name.
-func excludes(a, b *uState) bool {
+// excludes tells whether a and b must not share a machine.
+func excludes(a, b *Unit) bool {
 	return matchAny(a.Fleet.Conflicts, b.Name) || matchAny(b.Fleet.Conflicts, a.Name) ||
-		(!a.global && matchAny(a.Fleet.Replaces, b.Name)) || (!b.global && matchAny(b.Fleet.Replaces, a.Name))
+		(!a.Fleet.Global && matchAny(a.Fleet.Replaces, b.Name)) || (!b.Fleet.Global && matchAny(b.Fleet.Replaces, a.Name))
 }
 
 // blocker names a unit on m that u must not share it with (for reasons; slow path).
 func (p *planner) blocker(u *uState, m int32) string {
 	for _, j := range p.onM[m] {
-		if b := p.units[j]; b != u && excludes(u, b) {
+		if b := p.units[j]; b != u && excludes(u.Unit, b.Unit) {
 			return b.Name
 		}
 	}
@@ -656,12 +656,17 @@ func (p *planner) failConflict(i int32, cands []int32) {
 		}
 		parts = append(parts, fmt.Sprintf("%s on %s", p.blocker(u, m), p.machines[m].ID))
 	}
+	u.failed = conflicted(u.Name, len(cands), parts)
+}
+
+// conflicted is the failure of a unit whose n candidate machines all hold a unit it must avoid;
+// parts name the first few ("unit on machine").
+func conflicted(name string, n int, parts []string) *Unplaced {
 	detail := strings.Join(parts, ", ")
-	if len(cands) == 1 {
-		p.fail(i, ErrConflict, "the only matching machine runs a conflicting unit (%s)", detail)
-		return
+	if n == 1 {
+		return &Unplaced{Unit: name, Err: ErrConflict, Reason: fmt.Sprintf("the only matching machine runs a conflicting unit (%s)", detail)}
 	}
-	p.fail(i, ErrConflict, "all %d matching machines run a conflicting unit (%s)", len(cands), detail)
+	return &Unplaced{Unit: name, Err: ErrConflict, Reason: fmt.Sprintf("all %d matching machines run a conflicting unit (%s)", n, detail)}
 }
 
 // candidates gives the machines that satisfy the unit's MachineID, MachineMetadata and

@@ -1,0 +1,353 @@
+package engine
+
+import (
+	"maps"
+	"reflect"
+	"slices"
+
+	"github.com/kiln-cluster/kiln/node/keys"
+	"github.com/kiln-cluster/kiln/node/schedule"
+	"github.com/kiln-cluster/kiln/node/unit"
+)
+
+// Incremental planning. A full plan (schedule.Place over every unit) costs time in proportion
+// to the cluster; after one unit is submitted or one machine dies, it gives every other unit
+// the place it has. So the state notes what changed since the last plan, and the next plan
+// looks only at the units concerned: the changed ones, those of machines that went or got a
+// new lease, those waiting for a machine, and, when room was freed or a machine came, those
+// that fit nowhere. They are placed in name order, each where Place would put it
+// (schedule.Index), which gives Place's placements: Place keeps every unit that is placed and
+// still satisfied, then places the others in that order.
+//
+// A full plan runs instead after a read of the cluster, on every tick (a safety net), and for
+// the changes whose effects reach other units in ways the incremental plan does not follow: a
+// machine's metadata, a placed unit's [X-Fleet], global units when room is freed or a machine
+// comes, any unit with MachineOf or Replaces in the cluster, a placement written by another.
+
+// maxRetry is how many units that fit nowhere an incremental plan tries again (after room was
+// freed); with more, a full plan is cheaper (Place fails alike units at once).
+const maxRetry = 256
+
+// incremental is what the state notes between plans.
+type incremental struct {
+	// full asks for a full plan next; reset drops the index's machine sets then (metadata)
+	full, reset bool
+	// changed are the units whose record changed or went since the last plan, as they were
+	changed map[string]prior
+	// lost are units whose placement someone else deleted
+	lost map[string]bool
+	// machines that came, went, or got a new lease since the last plan
+	newM, goneM, leaseM map[string]bool
+	// touched are machines whose placements changed: the index learns their load
+	touched map[string]bool
+	// failed are the units the last plans could not place (or plan), with the reason
+	failed map[string]string
+	// waiting are units placed but not written: another machine still runs them
+	waiting map[string]bool
+	// globals and complex are the parsed, scheduled units that are global, and those with
+	// MachineOf or Replaces
+	globals, complex map[string]bool
+	index            schedule.Index
+}
+
+// prior is a changed unit as the last plan saw it.
+type prior struct {
+	fleet   unit.Fleet
+	counted bool // it was planned (scheduled, parsed without a problem)
+}
+
+func newIncremental() incremental {
+	return incremental{
+		full: true, changed: map[string]prior{}, lost: map[string]bool{},
+		newM: map[string]bool{}, goneM: map[string]bool{}, leaseM: map[string]bool{}, touched: map[string]bool{},
+		failed: map[string]string{}, waiting: map[string]bool{}, globals: map[string]bool{}, complex: map[string]bool{},
+	}
+}
+
+// parsed notes what a unit's [X-Fleet] asks that the incremental plan must know.
+func (in *incremental) parsed(u *unitEntry) {
+	if !u.rec.DesiredState.Scheduled() {
+		return
+	}
+	if u.fleet.Global {
+		in.globals[u.rec.Name] = true
+	}
+	if len(u.fleet.MachineOf) > 0 || len(u.fleet.Replaces) > 0 {
+		in.complex[u.rec.Name] = true
+	}
+}
+
+// planned notes the outcome of a full plan: nothing is pending any more.
+func (in *incremental) planned(reasons map[string]string, waiting map[string]bool) {
+	in.failed = maps.Clone(reasons)
+	in.waiting = waiting
+	for _, ms := range []map[string]bool{in.newM, in.goneM, in.leaseM} {
+		for m := range ms {
+			in.touched[m] = true
+		}
+		clear(ms)
+	}
+	clear(in.changed)
+	clear(in.lost)
+	if in.reset {
+		in.index.Reset()
+	}
+	in.full, in.reset = false, false
+}
+
+// unitChanged notes that a unit's record is about to change or go.
+func (st *state) unitChanged(name string) {
+	if _, ok := st.inc.changed[name]; !ok {
+		var p prior
+		if e, ok := st.units[name]; ok {
+			p = prior{fleet: e.fleet, counted: e.parsed && e.problem == "" && e.rec.DesiredState.Scheduled()}
+		}
+		st.inc.changed[name] = p
+	}
+	delete(st.inc.globals, name)
+	delete(st.inc.complex, name)
+}
+
+// placementChanged notes a placement written or deleted: by the engine (own), or by another
+// (a deletion makes the unit look for a machine; a write asks for a full plan).
+func (st *state) placementChanged(m, u string, deleted bool) {
+	st.inc.touched[m] = true
+	switch {
+	case st.own:
+	case deleted:
+		st.inc.lost[u] = true
+	default:
+		st.inc.full = true
+	}
+}
+
+// planned gives the unit as the scheduler sees it, or nil when it is not planned (unknown,
+// not scheduled, or its file missing or invalid).
+func (st *state) planned(name string) *schedule.Unit {
+	e := st.units[name]
+	if e == nil || !e.rec.DesiredState.Scheduled() {
+		return nil
+	}
+	st.parse(e)
+	if e.problem != "" {
+		return nil
+	}
+	return e.sched
+}
+
+// live gives how many live machines a unit is placed on.
+func (st *state) live(name string) int {
+	n := 0
+	for _, m := range st.placedOn[name] {
+		if _, ok := st.machines[m]; ok {
+			n++
+		}
+	}
+	return n
+}
+
+// planIncremental plans what changed since the last plan; ok is false when a full plan must
+// run instead (nothing in the state changed then).
+func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
+	in := &st.inc
+	if in.full {
+		return nil, nil, sum, false
+	}
+	for name := range in.changed {
+		st.planned(name) // parse: what the units ask decides
+	}
+	if len(in.complex) > 0 {
+		return nil, nil, sum, false
+	}
+
+	// the units this plan reviews, and those among them it places
+	affected := map[string]bool{}
+	var place []string
+	needs := func(name string) {
+		affected[name] = true
+		if su := st.planned(name); su != nil && st.live(name) == 0 {
+			place = append(place, name)
+		}
+	}
+	freed, added := false, false
+	for name, pr := range in.changed {
+		su := st.planned(name)
+		live := st.live(name)
+		if pr.fleet.Global || (su != nil && su.Fleet.Global) {
+			return nil, nil, sum, false
+		}
+		switch {
+		case su == nil:
+			freed = freed || (pr.counted && live > 0)
+		case live > 1 || (live == 1 && (!pr.counted || !reflect.DeepEqual(pr.fleet, su.Fleet))):
+			return nil, nil, sum, false // whether it stays, and what it displaces, is Place's to say
+		}
+		needs(name)
+	}
+	for name := range in.lost {
+		if su := st.planned(name); su != nil && su.Fleet.Global {
+			return nil, nil, sum, false
+		}
+		freed = true
+		needs(name)
+	}
+	for _, ms := range []map[string]bool{in.newM, in.goneM, in.leaseM} {
+		for m := range ms {
+			if _, exists := st.machines[m]; exists {
+				if in.newM[m] {
+					if len(st.placements[m]) > 0 {
+						return nil, nil, sum, false // back under a new registration: does it still fit them?
+					}
+					added = true
+				}
+				for name := range st.placements[m] {
+					affected[name] = true // their lease
+				}
+				continue
+			}
+			for name := range st.placements[m] {
+				needs(name)
+			}
+		}
+	}
+	if len(in.globals) > 0 && (added || freed) {
+		return nil, nil, sum, false // a global unit may now fit where it did not
+	}
+	for name := range in.waiting {
+		needs(name)
+	}
+	if added || freed {
+		n := 0
+		for name := range in.failed {
+			if st.planned(name) != nil {
+				n++
+			}
+		}
+		if n > maxRetry {
+			return nil, nil, sum, false
+		}
+		for name := range in.failed {
+			needs(name)
+		}
+	}
+
+	// place, in name order, where Place would
+	v := &view{st: st, added: map[string][]*schedule.Unit{}}
+	for _, ms := range []map[string]bool{in.newM, in.goneM, in.leaseM} {
+		for m := range ms {
+			in.touched[m] = true
+		}
+		clear(ms)
+	}
+	for m := range in.touched {
+		in.index.Touch(v, m)
+	}
+	clear(in.touched)
+	slices.Sort(place)
+	place = slices.Compact(place)
+	desired := map[string]string{}
+	for _, name := range place {
+		su := st.planned(name)
+		delete(in.waiting, name)
+		m, un := in.index.PlaceOne(v, su)
+		if un != nil {
+			in.failed[name] = un.Reason
+			continue
+		}
+		delete(in.failed, name)
+		v.added[m] = append(v.added[m], su)
+		if st.runsElsewhere(name, m) {
+			in.waiting[name] = true
+			in.touched[m] = true // not written: its load drops back
+			continue
+		}
+		desired[name] = m
+	}
+
+	// the writes of the units reviewed
+	for name := range affected {
+		e, su := st.units[name], st.planned(name)
+		switch {
+		case su != nil && st.live(name) > 0:
+			delete(in.failed, name)
+		case su == nil && e != nil && e.rec.DesiredState.Scheduled():
+			in.failed[name] = e.problem
+		case su == nil:
+			delete(in.failed, name)
+			delete(in.waiting, name)
+		}
+		for _, m := range st.placedOn[name] {
+			cur := st.placements[m][name]
+			me, live := st.machines[m]
+			if su == nil || !live {
+				first = append(first, op{key: keys.Placement(m, name), rev: cur.rev, del: true})
+				sum.unschedule++
+				continue
+			}
+			want := keys.Assignment{Unit: name, Hash: e.rec.Hash, State: e.rec.DesiredState, Lease: me.lease}
+			if !cur.ok || want != cur.a {
+				raw, _ := encode(want)
+				second = append(second, op{key: keys.Placement(m, name), val: raw, rev: cur.rev})
+				sum.update++
+			}
+		}
+		if m, ok := desired[name]; ok {
+			raw, _ := encode(keys.Assignment{Unit: name, Hash: e.rec.Hash, State: e.rec.DesiredState, Lease: st.machines[m].lease})
+			second = append(second, op{key: keys.Placement(m, name), val: raw})
+			sum.schedule++
+		}
+		cur, recorded := st.unplaced[name]
+		reason, failed := in.failed[name]
+		switch {
+		case failed:
+			raw, _ := encode(keys.UnplacedReason{Unit: name, Reason: reason})
+			if !recorded || cur.val != raw {
+				second = append(second, op{key: keys.UnplacedUnit(name), val: raw, rev: cur.rev})
+				sum.unplaced++
+			}
+		case recorded:
+			first = append(first, op{key: keys.UnplacedUnit(name), rev: cur.rev, del: true})
+		}
+	}
+	clear(in.changed)
+	clear(in.lost)
+	sum.reasons = len(in.failed)
+	slices.SortFunc(first, byKey)
+	slices.SortFunc(second, byKey)
+	return first, second, sum, true
+}
+
+// view is the cluster as schedule.Index reads it: the state's placements of planned units, and
+// those this plan made.
+type view struct {
+	st    *state
+	added map[string][]*schedule.Unit
+	buf   []*schedule.Unit
+}
+
+func (v *view) Machine(id string) (map[string]string, bool) {
+	m, ok := v.st.machines[id]
+	return m.meta, ok
+}
+
+func (v *view) Machines(f func(id string, md map[string]string)) {
+	for id, m := range v.st.machines {
+		f(id, m.meta)
+	}
+}
+
+func (v *view) NumMachines() int { return len(v.st.machines) }
+
+// On gives the machine's units in a buffer that the next call reuses.
+func (v *view) On(id string) []*schedule.Unit {
+	out := v.buf[:0]
+	for name := range v.st.placements[id] {
+		if su := v.st.planned(name); su != nil {
+			out = append(out, su)
+		}
+	}
+	schedule.SortKept(out)
+	out = append(out, v.added[id]...)
+	v.buf = out
+	return out
+}
