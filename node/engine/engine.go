@@ -338,7 +338,7 @@ func (e *Engine) reconcile(ctx context.Context, st *state, fence clientv3.Cmp) e
 		conflicts.Inc()
 	}
 	e.log.Info("engine applied", "schedule", sum.schedule, "unschedule", sum.unschedule, "update", sum.update,
-		"unplaced", sum.unplaced, "files", sum.files, "written", n, "plan", planned.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond), "err", err)
+		"unplaced", sum.unplaced, "files", sum.files, "full", sum.full, "written", n, "plan", planned.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond), "err", err)
 	if e.c.OnReconciled != nil {
 		e.c.OnReconciled(n, err)
 	}

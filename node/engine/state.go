@@ -370,7 +370,10 @@ type op struct {
 }
 
 // summary counts a plan's writes, and the units without a machine (reasons).
-type summary struct{ schedule, unschedule, update, unplaced, files, reasons int }
+type summary struct {
+	schedule, unschedule, update, unplaced, files, reasons int
+	full                                                   bool // the whole cluster was planned
+}
 
 // running are the ActiveStates of a unit that may be running.
 func running(active string) bool {
@@ -435,7 +438,7 @@ func (st *state) plan() ([]op, []op, summary) {
 
 // planFull plans the whole cluster with schedule.Place.
 func (st *state) planFull() ([]op, []op, summary) {
-	var sum summary
+	sum := summary{full: true}
 	machines := make([]schedule.Machine, 0, len(st.machines))
 	for id, m := range st.machines {
 		machines = append(machines, schedule.Machine{ID: id, Metadata: m.meta})
