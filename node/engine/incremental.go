@@ -81,18 +81,25 @@ func (in *incremental) parsed(u *unitEntry) {
 func (in *incremental) planned(reasons map[string]string, waiting map[string]bool) {
 	in.failed = maps.Clone(reasons)
 	in.waiting = waiting
-	for _, ms := range []map[string]bool{in.newM, in.goneM, in.leaseM} {
-		for m := range ms {
-			in.touched[m] = true
-		}
-		clear(ms)
-	}
-	clear(in.changed)
-	clear(in.lost)
+	in.forget()
 	if in.reset {
 		in.index.Reset()
 	}
 	in.full, in.reset = false, false
+}
+
+// forget starts the notes of the next plan: the machines that came, went or got a new lease
+// are touched (the index learns of them at the next incremental plan). The maps are new ones:
+// a cleared map keeps its size, and walking it costs as much as when it was full (after a full
+// plan's writes, one entry per machine).
+func (in *incremental) forget() {
+	for _, ms := range []map[string]bool{in.newM, in.goneM, in.leaseM} {
+		for m := range ms {
+			in.touched[m] = true
+		}
+	}
+	in.changed, in.lost = map[string]prior{}, map[string]bool{}
+	in.newM, in.goneM, in.leaseM = map[string]bool{}, map[string]bool{}, map[string]bool{}
 }
 
 // unitChanged notes that a unit's record is about to change or go.
@@ -237,12 +244,11 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 		for m := range ms {
 			in.touched[m] = true
 		}
-		clear(ms)
 	}
 	for m := range in.touched {
 		in.index.Touch(v, m)
 	}
-	clear(in.touched)
+	in.touched = map[string]bool{}
 	slices.Sort(place)
 	place = slices.Compact(place)
 	desired := map[string]string{}
@@ -309,8 +315,7 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 			first = append(first, op{key: keys.UnplacedUnit(name), rev: cur.rev, del: true})
 		}
 	}
-	clear(in.changed)
-	clear(in.lost)
+	in.forget()
 	sum.reasons = len(in.failed)
 	slices.SortFunc(first, byKey)
 	slices.SortFunc(second, byKey)
