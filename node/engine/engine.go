@@ -2,8 +2,11 @@
 // election among every kiln-node. The leader reads the cluster from etcd (submitted units,
 // their files, the machine registry, the current placements and what the agents report),
 // computes the placements with schedule.Place and writes the difference as compare-and-swap
-// transactions, many operations per transaction and several transactions in flight. It keeps
-// nothing on disk: a new leader, or the same one after a restart, reads everything again.
+// transactions, many operations per transaction and several transactions in flight. After
+// that first plan, and between the ticks that plan everything again, it plans only the units
+// that each change concerns (incremental.go), so that a change costs the same in a cluster of
+// any size. It keeps nothing on disk: a new leader, or the same one after a restart, reads
+// everything again.
 //
 // The rules that keep a unit from running twice:
 //   - every write is fenced by the leader's election key (a deposed leader's writes fail) and
