@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"cmp"
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/schedule"
@@ -44,10 +46,11 @@ type incremental struct {
 	failed map[string]string
 	// waiting are units placed but not written: another machine still runs them
 	waiting map[string]bool
-	// globals and complex are the parsed, scheduled units that are global, and those with
-	// MachineOf or Replaces
-	globals, complex map[string]bool
-	index            schedule.Index
+	// globals and replacing are the parsed, scheduled units that are global, and those with
+	// Replaces; dependents are the units that follow each unit with MachineOf
+	globals, replacing map[string]bool
+	dependents         map[string]map[string]bool
+	index              schedule.Index
 }
 
 // prior is a changed unit as the last plan saw it.
@@ -60,7 +63,8 @@ func newIncremental() incremental {
 	return incremental{
 		full: true, changed: map[string]prior{}, lost: map[string]bool{},
 		newM: map[string]bool{}, goneM: map[string]bool{}, leaseM: map[string]bool{}, touched: map[string]bool{},
-		failed: map[string]string{}, waiting: map[string]bool{}, globals: map[string]bool{}, complex: map[string]bool{},
+		failed: map[string]string{}, waiting: map[string]bool{}, globals: map[string]bool{}, replacing: map[string]bool{},
+		dependents: map[string]map[string]bool{},
 	}
 }
 
@@ -69,11 +73,19 @@ func (in *incremental) parsed(u *unitEntry) {
 	if !u.rec.DesiredState.Scheduled() {
 		return
 	}
+	name := u.rec.Name
 	if u.fleet.Global {
-		in.globals[u.rec.Name] = true
+		in.globals[name] = true
+		return // MachineOf and Replaces do not apply
 	}
-	if len(u.fleet.MachineOf) > 0 || len(u.fleet.Replaces) > 0 {
-		in.complex[u.rec.Name] = true
+	if len(u.fleet.Replaces) > 0 {
+		in.replacing[name] = true
+	}
+	for _, peer := range u.fleet.MachineOf {
+		if in.dependents[peer] == nil {
+			in.dependents[peer] = map[string]bool{}
+		}
+		in.dependents[peer][name] = true
 	}
 }
 
@@ -104,15 +116,23 @@ func (in *incremental) forget() {
 
 // unitChanged notes that a unit's record is about to change or go.
 func (st *state) unitChanged(name string) {
+	e, known := st.units[name]
 	if _, ok := st.inc.changed[name]; !ok {
 		var p prior
-		if e, ok := st.units[name]; ok {
+		if known {
 			p = prior{fleet: e.fleet, counted: e.parsed && e.problem == "" && e.rec.DesiredState.Scheduled()}
 		}
 		st.inc.changed[name] = p
 	}
 	delete(st.inc.globals, name)
-	delete(st.inc.complex, name)
+	delete(st.inc.replacing, name)
+	if known {
+		for _, peer := range e.fleet.MachineOf {
+			if delete(st.inc.dependents[peer], name); len(st.inc.dependents[peer]) == 0 {
+				delete(st.inc.dependents, peer)
+			}
+		}
+	}
 }
 
 // placementChanged notes a placement written or deleted: by the engine (own), or by another
@@ -163,17 +183,21 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 	for name := range in.changed {
 		st.planned(name) // parse: what the units ask decides
 	}
-	if len(in.complex) > 0 {
+	if len(in.replacing) > 0 {
 		return nil, nil, sum, false
 	}
 
-	// the units this plan reviews, and those among them it places
+	// The units this plan reviews; those among them it places (pending), and those it takes
+	// off their machine to place again (unseated: they follow a unit that moves or goes).
 	affected := map[string]bool{}
-	var place []string
+	pending := map[string]bool{}
+	unseat := map[string]bool{}
+	var moving []string // units that leave, or look for, a machine: their dependents follow
 	needs := func(name string) {
 		affected[name] = true
-		if su := st.planned(name); su != nil && st.live(name) == 0 {
-			place = append(place, name)
+		if su := st.planned(name); su != nil && st.live(name) == 0 && !pending[name] {
+			pending[name] = true
+			moving = append(moving, name)
 		}
 	}
 	freed, added := false, false
@@ -186,6 +210,7 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 		switch {
 		case su == nil:
 			freed = freed || (pr.counted && live > 0)
+			moving = append(moving, name)
 		case live > 1 || (live == 1 && (!pr.counted || !reflect.DeepEqual(pr.fleet, su.Fleet))):
 			return nil, nil, sum, false // whether it stays, and what it displaces, is Place's to say
 		}
@@ -196,6 +221,7 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 			return nil, nil, sum, false
 		}
 		freed = true
+		moving = append(moving, name)
 		needs(name)
 	}
 	for _, ms := range []map[string]bool{in.newM, in.goneM, in.leaseM} {
@@ -214,14 +240,36 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 			}
 			for name := range st.placements[m] {
 				needs(name)
+				moving = append(moving, name) // a global one too: its dependents were there
+			}
+		}
+	}
+	for name := range in.waiting {
+		// placed by the last plan where they were not written: that place is free again
+		freed = true
+		needs(name)
+	}
+	if added || freed || len(moving) > 0 {
+		// the units that follow a moving unit move with it (Place keeps them only where it
+		// is): they leave their machine, which frees room
+		for k := 0; k < len(moving); k++ {
+			for d := range in.dependents[moving[k]] {
+				if st.planned(d) == nil || unseat[d] || pending[d] {
+					continue
+				}
+				affected[d] = true
+				if st.live(d) > 0 {
+					unseat[d] = true
+					freed = true
+				} else {
+					pending[d] = true
+				}
+				moving = append(moving, d)
 			}
 		}
 	}
 	if len(in.globals) > 0 && (added || freed) {
 		return nil, nil, sum, false // a global unit may now fit where it did not
-	}
-	for name := range in.waiting {
-		needs(name)
 	}
 	if added || freed {
 		n := 0
@@ -237,22 +285,40 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 			needs(name)
 		}
 	}
+	// Place's order: units after those they follow, then by name
+	order := slices.Collect(maps.Keys(pending))
+	order = append(order, slices.Collect(maps.Keys(unseat))...)
+	depth := map[string]int{}
+	for _, name := range order {
+		if st.depth(name, depth, map[string]bool{}) < 0 {
+			return nil, nil, sum, false // a MachineOf cycle: Place reports it
+		}
+	}
+	slices.SortFunc(order, func(a, b string) int {
+		if c := cmp.Compare(depth[a], depth[b]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
 
-	// place, in name order, where Place would
-	v := &view{st: st, added: map[string][]*schedule.Unit{}}
+	// place them where Place would
+	v := &view{st: st, unseat: unseat, added: map[string][]*schedule.Unit{}, placed: map[string]string{}}
 	for _, ms := range []map[string]bool{in.newM, in.goneM, in.leaseM} {
 		for m := range ms {
 			in.touched[m] = true
+		}
+	}
+	for name := range unseat {
+		for _, m := range st.placedOn[name] {
+			in.touched[m] = true // their load drops
 		}
 	}
 	for m := range in.touched {
 		in.index.Touch(v, m)
 	}
 	in.touched = map[string]bool{}
-	slices.Sort(place)
-	place = slices.Compact(place)
 	desired := map[string]string{}
-	for _, name := range place {
+	for _, name := range order {
 		su := st.planned(name)
 		delete(in.waiting, name)
 		m, un := in.index.PlaceOne(v, su)
@@ -262,7 +328,8 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 		}
 		delete(in.failed, name)
 		v.added[m] = append(v.added[m], su)
-		if st.runsElsewhere(name, m) {
+		v.placed[name] = m
+		if !slices.Contains(st.placedOn[name], m) && st.runsElsewhere(name, m) {
 			in.waiting[name] = true
 			in.touched[m] = true // not written: its load drops back
 			continue
@@ -274,7 +341,7 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 	for name := range affected {
 		e, su := st.units[name], st.planned(name)
 		switch {
-		case su != nil && st.live(name) > 0:
+		case su != nil && st.live(name) > 0 && !unseat[name]:
 			delete(in.failed, name)
 		case su == nil && e != nil && e.rec.DesiredState.Scheduled():
 			in.failed[name] = e.problem
@@ -282,24 +349,28 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 			delete(in.failed, name)
 			delete(in.waiting, name)
 		}
+		want, placed := desired[name]
 		for _, m := range st.placedOn[name] {
 			cur := st.placements[m][name]
 			me, live := st.machines[m]
-			if su == nil || !live {
+			if su == nil || !live || (unseat[name] && m != want) {
 				first = append(first, op{key: keys.Placement(m, name), rev: cur.rev, del: true})
 				sum.unschedule++
 				continue
 			}
-			want := keys.Assignment{Unit: name, Hash: e.rec.Hash, State: e.rec.DesiredState, Lease: me.lease}
-			if !cur.ok || want != cur.a {
-				raw, _ := encode(want)
+			if m == want {
+				placed = false // stays
+			}
+			a := keys.Assignment{Unit: name, Hash: e.rec.Hash, State: e.rec.DesiredState, Lease: me.lease}
+			if !cur.ok || a != cur.a {
+				raw, _ := encode(a)
 				second = append(second, op{key: keys.Placement(m, name), val: raw, rev: cur.rev})
 				sum.update++
 			}
 		}
-		if m, ok := desired[name]; ok {
-			raw, _ := encode(keys.Assignment{Unit: name, Hash: e.rec.Hash, State: e.rec.DesiredState, Lease: st.machines[m].lease})
-			second = append(second, op{key: keys.Placement(m, name), val: raw})
+		if placed {
+			raw, _ := encode(keys.Assignment{Unit: name, Hash: e.rec.Hash, State: e.rec.DesiredState, Lease: st.machines[want].lease})
+			second = append(second, op{key: keys.Placement(want, name), val: raw})
 			sum.schedule++
 		}
 		cur, recorded := st.unplaced[name]
@@ -322,12 +393,44 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 	return first, second, sum, true
 }
 
+// depth is a unit's MachineOf depth as Place orders units (its peers' depth and one), or -1
+// on a cycle.
+func (st *state) depth(name string, memo map[string]int, visiting map[string]bool) int {
+	if d, ok := memo[name]; ok {
+		return d
+	}
+	su := st.planned(name)
+	if su == nil {
+		return 0
+	}
+	if visiting[name] {
+		return -1
+	}
+	visiting[name] = true
+	d := 0
+	for _, peer := range su.Fleet.MachineOf {
+		if st.planned(peer) == nil {
+			continue
+		}
+		pd := st.depth(peer, memo, visiting)
+		if pd < 0 {
+			return -1
+		}
+		d = max(d, pd+1)
+	}
+	delete(visiting, name)
+	memo[name] = d
+	return d
+}
+
 // view is the cluster as schedule.Index reads it: the state's placements of planned units, and
 // those this plan made.
 type view struct {
-	st    *state
-	added map[string][]*schedule.Unit
-	buf   []*schedule.Unit
+	st     *state
+	unseat map[string]bool             // units that are not kept where they are
+	added  map[string][]*schedule.Unit // by machine
+	placed map[string]string           // the machine of each unit placed
+	buf    []*schedule.Unit
 }
 
 func (v *view) Machine(id string) (map[string]string, bool) {
@@ -347,7 +450,7 @@ func (v *view) NumMachines() int { return len(v.st.machines) }
 func (v *view) On(id string) []*schedule.Unit {
 	out := v.buf[:0]
 	for name := range v.st.placements[id] {
-		if su := v.st.planned(name); su != nil {
+		if su := v.st.planned(name); su != nil && !v.unseat[name] {
 			out = append(out, su)
 		}
 	}
@@ -355,4 +458,24 @@ func (v *view) On(id string) []*schedule.Unit {
 	out = append(out, v.added[id]...)
 	v.buf = out
 	return out
+}
+
+func (v *view) Placed(name string) (*schedule.Unit, []string) {
+	su := v.st.planned(name)
+	if su == nil {
+		return nil, nil
+	}
+	var on []string
+	if !v.unseat[name] {
+		for _, m := range v.st.placedOn[name] {
+			if _, live := v.st.machines[m]; live {
+				on = append(on, m)
+			}
+		}
+	}
+	if m, ok := v.placed[name]; ok && !slices.Contains(on, m) {
+		on = append(on, m)
+	}
+	slices.Sort(on)
+	return su, on
 }

@@ -274,8 +274,8 @@ func TestIncrementalPlan(t *testing.T) {
 					what = "tick"
 				}
 				tw.plan(fmt.Sprintf("step %d: %s", step, what))
-				if testing.Verbose() && seed == 0 {
-					t.Logf("%s: %d placed, %d unplaced", what, len(tw.inc.placedOn), len(tw.inc.unplaced))
+				if testing.Verbose() && seed == -1 {
+					t.Logf("%s: %d placed, %d unplaced %v %v %v", what, len(tw.inc.placedOn), len(tw.inc.unplaced), tw.inc.placedOn["edge@1.service"], tw.inc.machines["m6"], tw.inc.units["edge@1.service"])
 				}
 			}
 			if simple && tw.incremental < tw.plans/2 {

@@ -26,8 +26,12 @@ type Current interface {
 	// NumMachines is the number of machines.
 	NumMachines() int
 	// On gives the units placed on a machine: its load is their number. The kept units come
-	// first, by (global, name) as Place keeps them, then the units placed since, in order.
+	// first, by (global, name) as Place keeps them, then the units placed since, in order. The
+	// slice is valid until the next call.
 	On(id string) []*Unit
+	// Placed gives a unit that is planned (nil when there is none) and the machines it is
+	// placed on, sorted.
+	Placed(name string) (*Unit, []string)
 }
 
 // Index finds the least-loaded machine for one unit at a time. The zero value is ready.
@@ -120,8 +124,9 @@ func blockedBy(on []*Unit, u *Unit) string {
 }
 
 // PlaceOne gives the machine Place would put u on, cur being the cluster with every other unit
-// where it stays, or why there is none. u is on no machine now; it is not global and has no
-// MachineOf or Replaces (the caller plans those with Place). The caller puts u on the machine.
+// where it stays, or why there is none. u is on no machine now and is not global; the units
+// it follows (MachineOf) are placed already, and no unit has Replaces (the caller plans those
+// with Place). The caller puts u on the machine.
 func (x *Index) PlaceOne(cur Current, u *Unit) (string, *Unplaced) {
 	fail := func(err error, format string, args ...any) (string, *Unplaced) {
 		return "", &Unplaced{Unit: u.Name, Err: err, Reason: fmt.Sprintf(format, args...)}
@@ -129,18 +134,8 @@ func (x *Index) PlaceOne(cur Current, u *Unit) (string, *Unplaced) {
 	if cur.NumMachines() == 0 {
 		return fail(ErrNoMachines, "no machines in the cluster")
 	}
-	if id := u.Fleet.MachineID; id != "" {
-		md, ok := cur.Machine(id)
-		switch {
-		case !ok:
-			return fail(ErrMachineID, "no machine has MachineID %s", id)
-		case !u.Fleet.Metadata.Match(md):
-			return fail(ErrMetadata, "machine %s (MachineID) does not match MachineMetadata %s", id, u.Fleet.Metadata)
-		}
-		if b := blockedBy(cur.On(id), u); b != "" {
-			return "", conflicted(u.Name, 1, []string{b + " on " + id})
-		}
-		return id, nil
+	if u.Fleet.MachineID != "" || len(u.Fleet.MachineOf) > 0 {
+		return x.placeAmong(cur, u)
 	}
 	s := x.set(cur, u)
 	if len(s.ids) == 0 {
@@ -191,6 +186,79 @@ func (x *Index) PlaceOne(cur Current, u *Unit) (string, *Unplaced) {
 		parts = append(parts, blockedBy(cur.On(id), u)+" on "+id)
 	}
 	return "", conflicted(u.Name, len(s.ids), parts)
+}
+
+// placeAmong places a unit whose MachineID or MachineOf name its candidates, as Place does.
+func (x *Index) placeAmong(cur Current, u *Unit) (string, *Unplaced) {
+	fail := func(err error, format string, args ...any) (string, *Unplaced) {
+		return "", &Unplaced{Unit: u.Name, Err: err, Reason: fmt.Sprintf(format, args...)}
+	}
+	var cands []string
+	restricted := false
+	if id := u.Fleet.MachineID; id != "" {
+		if _, ok := cur.Machine(id); !ok {
+			return fail(ErrMachineID, "no machine has MachineID %s", id)
+		}
+		cands, restricted = []string{id}, true
+	}
+	for k, peer := range u.Fleet.MachineOf {
+		pu, on := cur.Placed(peer)
+		switch {
+		case pu == nil:
+			return fail(ErrMachineOf, "MachineOf unit %s does not exist", peer)
+		case len(on) == 0:
+			return fail(ErrMachineOf, "MachineOf unit %s is not scheduled", peer)
+		}
+		if !restricted {
+			cands, restricted = slices.Clone(on), true
+			continue
+		}
+		cands = slices.DeleteFunc(cands, func(m string) bool { return !slices.Contains(on, m) })
+		if len(cands) == 0 {
+			if u.Fleet.MachineID != "" {
+				return fail(ErrMachineOf, "MachineOf unit %s is not on machine %s (MachineID)", peer, u.Fleet.MachineID)
+			}
+			return fail(ErrMachineOf, "MachineOf units %s are on different machines", strings.Join(u.Fleet.MachineOf[:k+1], ", "))
+		}
+	}
+	matching := cands[:0:0]
+	for _, id := range cands {
+		if md, _ := cur.Machine(id); u.Fleet.Metadata.Match(md) {
+			matching = append(matching, id)
+		}
+	}
+	if len(matching) == 0 {
+		via := "of MachineOf " + strings.Join(u.Fleet.MachineOf, ", ")
+		if u.Fleet.MachineID != "" {
+			via = "(MachineID)"
+		}
+		if len(cands) == 1 {
+			return fail(ErrMetadata, "machine %s %s does not match MachineMetadata %s", cands[0], via, u.Fleet.Metadata)
+		}
+		return fail(ErrMetadata, "none of the %d machines %s matches MachineMetadata %s", len(cands), via, u.Fleet.Metadata)
+	}
+	best, bestLoad := "", 0
+	for _, id := range matching {
+		on := cur.On(id)
+		if best != "" && len(on) >= bestLoad {
+			continue // only a less loaded machine can win
+		}
+		if blockedBy(on, u) == "" {
+			best, bestLoad = id, len(on)
+		}
+	}
+	if best != "" {
+		return best, nil
+	}
+	var parts []string
+	for _, id := range matching {
+		if len(parts) == 3 {
+			parts = append(parts, "...")
+			break
+		}
+		parts = append(parts, blockedBy(cur.On(id), u)+" on "+id)
+	}
+	return "", conflicted(u.Name, len(matching), parts)
 }
 
 // keptOrder sorts units as Place keeps them: units that are not global first, then by name.

@@ -31,12 +31,29 @@ func newCurrent(machines []Machine, units []Unit, p Plan) *current {
 	return c
 }
 
-func (c *current) Machine(id string) (map[string]string, bool) { md, ok := c.machines[id]; return md, ok }
-func (c *current) NumMachines() int                            { return len(c.machines) }
+func (c *current) Machine(id string) (map[string]string, bool) {
+	md, ok := c.machines[id]
+	return md, ok
+}
+func (c *current) NumMachines() int { return len(c.machines) }
 func (c *current) Machines(f func(string, map[string]string)) {
 	for id, md := range c.machines {
 		f(id, md)
 	}
+}
+// Placed is not called: the clusters have no MachineOf.
+func (c *current) Placed(name string) (*Unit, []string) {
+	var found *Unit
+	var on []string
+	for id := range c.machines {
+		for _, u := range c.On(id) {
+			if u.Name == name {
+				found, on = u, append(on, id)
+			}
+		}
+	}
+	slices.Sort(on)
+	return found, on
 }
 func (c *current) On(id string) []*Unit {
 	return append(slices.Clone(c.kept[id]), c.added[id]...)
@@ -89,7 +106,9 @@ func TestIndexAgreesWithPlace(t *testing.T) {
 				moved = append(moved, u.Name)
 			}
 		}
-		if slices.ContainsFunc(units, func(u Unit) bool { return u.State.Scheduled() && !u.Fleet.Global && len(u.Machines) == 0 && !slices.Contains(moved, u.Name) && !isUnplaced(before, u.Name) }) {
+		if slices.ContainsFunc(units, func(u Unit) bool {
+			return u.State.Scheduled() && !u.Fleet.Global && len(u.Machines) == 0 && !slices.Contains(moved, u.Name) && !isUnplaced(before, u.Name)
+		}) {
 			t.Fatalf("round %d: a unit is neither placed, moved nor unplaced", round)
 		}
 		want := Place(after, units)
