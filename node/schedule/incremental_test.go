@@ -41,6 +41,7 @@ func (c *current) Machines(f func(string, map[string]string)) {
 		f(id, md)
 	}
 }
+
 // Placed is not called: the clusters have no MachineOf.
 func (c *current) Placed(name string) (*Unit, []string) {
 	var found *Unit
