@@ -309,7 +309,11 @@ func (e *Engine) reconcile(ctx context.Context, st *state, fence clientv3.Cmp) e
 	st.dirty = false
 	first, second, sum := st.plan()
 	planned := time.Since(start)
-	plans.Observe(planned.Seconds())
+	kind := "incremental"
+	if sum.full {
+		kind = "full"
+	}
+	plans.WithLabelValues(kind).Observe(planned.Seconds())
 	unplacedUnits.Set(float64(sum.reasons))
 	if len(first)+len(second) == 0 {
 		if e.c.OnReconciled != nil {
