@@ -16,15 +16,17 @@ import (
 // to the cluster; after one unit is submitted or one machine dies, it gives every other unit
 // the place it has. So the state notes what changed since the last plan, and the next plan
 // looks only at the units concerned: the changed ones, those of machines that went or got a
-// new lease, those waiting for a machine, and, when room was freed or a machine came, those
-// that fit nowhere. They are placed in name order, each where Place would put it
+// new lease, those waiting for a machine, the units that follow (MachineOf) any of these that
+// moves or goes, and, when room was freed or a machine came, those that fit nowhere. They are
+// placed after the units they follow, then in name order, each where Place would put it
 // (schedule.Index), which gives Place's placements: Place keeps every unit that is placed and
 // still satisfied, then places the others in that order.
 //
 // A full plan runs instead after a read of the cluster, on every tick (a safety net), and for
 // the changes whose effects reach other units in ways the incremental plan does not follow: a
 // machine's metadata, a placed unit's [X-Fleet], global units when room is freed or a machine
-// comes, any unit with MachineOf or Replaces in the cluster, a placement written by another.
+// comes, any unit with Replaces in the cluster, a MachineOf cycle, a placement written by
+// another, more than maxRetry units to try again.
 
 // maxRetry is how many units that fit nowhere an incremental plan tries again (after room was
 // freed); with more, a full plan is cheaper (Place fails alike units at once).
@@ -249,9 +251,9 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 		freed = true
 		needs(name)
 	}
-	if added || freed || len(moving) > 0 {
-		// the units that follow a moving unit move with it (Place keeps them only where it
-		// is): they leave their machine, which frees room
+	// the units that follow a moving unit move with it (Place keeps them only where it is):
+	// they leave their machine, which frees room
+	follow := func() {
 		for k := 0; k < len(moving); k++ {
 			for d := range in.dependents[moving[k]] {
 				if st.planned(d) == nil || unseat[d] || pending[d] {
@@ -268,9 +270,7 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 			}
 		}
 	}
-	if len(in.globals) > 0 && (added || freed) {
-		return nil, nil, sum, false // a global unit may now fit where it did not
-	}
+	follow()
 	if added || freed {
 		n := 0
 		for name := range in.failed {
@@ -284,6 +284,10 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 		for name := range in.failed {
 			needs(name)
 		}
+		follow()
+	}
+	if len(in.globals) > 0 && (added || freed) {
+		return nil, nil, sum, false // a global unit may now fit where it did not
 	}
 	// Place's order: units after those they follow, then by name
 	order := slices.Collect(maps.Keys(pending))
