@@ -207,6 +207,12 @@ func TestIncrementalPlan(t *testing.T) {
 					}
 					name := strings.TrimSuffix(tmpl, "@.service") + "@" + fmt.Sprint(r.IntN(12)) + ".service"
 					state := []unit.State{unit.StateLaunched, unit.StateLaunched, unit.StateLoaded, unit.StateInactive}[r.IntN(4)]
+					if r.IntN(4) == 0 { // a new version of the template, with other [X-Fleet]
+						tmpl = templates[r.IntN(len(templates))]
+						if simple && (tmpl == "edge@.service" || tmpl == "side@.service") {
+							tmpl = "plain@.service"
+						}
+					}
 					tw.submit(name, tmpl, state)
 					what = "submit " + name + " " + string(state)
 				case k < 11: // destroy a unit
