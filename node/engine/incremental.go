@@ -38,16 +38,16 @@ type incremental struct {
 	full, reset bool
 	// changed are the units whose record changed or went since the last plan, as they were
 	changed map[string]prior
-	// lost are units whose placement someone else deleted
-	lost map[string]bool
+	// lost are units whose placement someone else deleted, and the machines
+	lost map[string][]string
 	// machines that came, went, or got a new lease since the last plan
 	newM, goneM, leaseM map[string]bool
 	// touched are machines whose placements changed: the index learns their load
 	touched map[string]bool
 	// failed are the units the last plans could not place (or plan), with the reason
 	failed map[string]string
-	// waiting are units placed but not written: another machine still runs them
-	waiting map[string]bool
+	// waiting are units placed but not written (and where): another machine still runs them
+	waiting map[string]string
 	// globals and replacing are the parsed, scheduled units that are global, and those with
 	// Replaces; dependents are the units that follow each unit with MachineOf
 	globals, replacing map[string]bool
@@ -63,9 +63,9 @@ type prior struct {
 
 func newIncremental() incremental {
 	return incremental{
-		full: true, changed: map[string]prior{}, lost: map[string]bool{},
+		full: true, changed: map[string]prior{}, lost: map[string][]string{},
 		newM: map[string]bool{}, goneM: map[string]bool{}, leaseM: map[string]bool{}, touched: map[string]bool{},
-		failed: map[string]string{}, waiting: map[string]bool{}, globals: map[string]bool{}, replacing: map[string]bool{},
+		failed: map[string]string{}, waiting: map[string]string{}, globals: map[string]bool{}, replacing: map[string]bool{},
 		dependents: map[string]map[string]bool{},
 	}
 }
@@ -92,7 +92,7 @@ func (in *incremental) parsed(u *unitEntry) {
 }
 
 // planned notes the outcome of a full plan: nothing is pending any more.
-func (in *incremental) planned(reasons map[string]string, waiting map[string]bool) {
+func (in *incremental) planned(reasons map[string]string, waiting map[string]string) {
 	in.failed = maps.Clone(reasons)
 	in.waiting = waiting
 	in.forget()
@@ -112,7 +112,7 @@ func (in *incremental) forget() {
 			in.touched[m] = true
 		}
 	}
-	in.changed, in.lost = map[string]prior{}, map[string]bool{}
+	in.changed, in.lost = map[string]prior{}, map[string][]string{}
 	in.newM, in.goneM, in.leaseM = map[string]bool{}, map[string]bool{}, map[string]bool{}
 }
 
@@ -144,7 +144,7 @@ func (st *state) placementChanged(m, u string, deleted bool) {
 	switch {
 	case st.own:
 	case deleted:
-		st.inc.lost[u] = true
+		st.inc.lost[u] = append(st.inc.lost[u], m)
 	default:
 		st.inc.full = true
 	}
@@ -195,14 +195,28 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 	pending := map[string]bool{}
 	unseat := map[string]bool{}
 	var moving []string // units that leave, or look for, a machine: their dependents follow
+	homeless := false   // a global unit on no machine
 	needs := func(name string) {
 		affected[name] = true
-		if su := st.planned(name); su != nil && st.live(name) == 0 && !pending[name] {
+		su := st.planned(name)
+		switch {
+		case su == nil || st.live(name) > 0 || pending[name]:
+		case su.Fleet.Global:
+			homeless = true
+		default:
 			pending[name] = true
 			moving = append(moving, name)
 		}
 	}
-	freed, added := false, false
+	// the machines where room was freed, or that came: global units may fit there now
+	freedOn := map[string]bool{}
+	freeing := func(name string) {
+		for _, m := range st.placedOn[name] {
+			if _, live := st.machines[m]; live {
+				freedOn[m] = true
+			}
+		}
+	}
 	for name, pr := range in.changed {
 		su := st.planned(name)
 		live := st.live(name)
@@ -211,18 +225,24 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 		}
 		switch {
 		case su == nil:
-			freed = freed || (pr.counted && live > 0)
+			if pr.counted {
+				freeing(name)
+			}
 			moving = append(moving, name)
 		case live > 1 || (live == 1 && (!pr.counted || !reflect.DeepEqual(pr.fleet, su.Fleet))):
 			return nil, nil, sum, false // whether it stays, and what it displaces, is Place's to say
 		}
 		needs(name)
 	}
-	for name := range in.lost {
+	for name, ms := range in.lost {
 		if su := st.planned(name); su != nil && su.Fleet.Global {
 			return nil, nil, sum, false
 		}
-		freed = true
+		for _, m := range ms {
+			if _, live := st.machines[m]; live {
+				freedOn[m] = true
+			}
+		}
 		moving = append(moving, name)
 		needs(name)
 	}
@@ -233,7 +253,7 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 					if len(st.placements[m]) > 0 {
 						return nil, nil, sum, false // back under a new registration: does it still fit them?
 					}
-					added = true
+					freedOn[m] = true
 				}
 				for name := range st.placements[m] {
 					affected[name] = true // their lease
@@ -241,14 +261,15 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 				continue
 			}
 			for name := range st.placements[m] {
-				needs(name)
-				moving = append(moving, name) // a global one too: its dependents were there
+				needs(name) // (a global unit stays on its other machines, and its dependents)
 			}
 		}
 	}
-	for name := range in.waiting {
+	for name, m := range in.waiting {
 		// placed by the last plan where they were not written: that place is free again
-		freed = true
+		if _, live := st.machines[m]; live {
+			freedOn[m] = true
+		}
 		needs(name)
 	}
 	// the units that follow a moving unit move with it (Place keeps them only where it is):
@@ -262,7 +283,7 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 				affected[d] = true
 				if st.live(d) > 0 {
 					unseat[d] = true
-					freed = true
+					freeing(d)
 				} else {
 					pending[d] = true
 				}
@@ -271,7 +292,7 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 		}
 	}
 	follow()
-	if added || freed {
+	if len(freedOn) > 0 {
 		n := 0
 		for name := range in.failed {
 			if st.planned(name) != nil {
@@ -286,8 +307,8 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 		}
 		follow()
 	}
-	if len(in.globals) > 0 && (added || freed) {
-		return nil, nil, sum, false // a global unit may now fit where it did not
+	if homeless {
+		return nil, nil, sum, false // Place says why it fits nowhere
 	}
 	// Place's order: units after those they follow, then by name
 	order := slices.Collect(maps.Keys(pending))
@@ -305,24 +326,55 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 		return strings.Compare(a, b)
 	})
 
-	// place them where Place would
-	v := &view{st: st, unseat: unseat, added: map[string][]*schedule.Unit{}, placed: map[string]string{}}
-	for _, ms := range []map[string]bool{in.newM, in.goneM, in.leaseM} {
+	// place them where Place would: depth by depth, global units after the others of depth 0
+	v := &view{st: st, unseat: unseat, added: map[string][]*schedule.Unit{}, placed: map[string][]string{}}
+	for _, ms := range []map[string]bool{in.newM, in.goneM, in.leaseM, freedOn} {
 		for m := range ms {
-			in.touched[m] = true
+			in.touched[m] = true // their load may have dropped
 		}
 	}
 	for name := range unseat {
 		for _, m := range st.placedOn[name] {
-			in.touched[m] = true // their load drops
+			in.touched[m] = true
 		}
 	}
 	for m := range in.touched {
 		in.index.Touch(v, m)
 	}
 	in.touched = map[string]bool{}
-	desired := map[string]string{}
+	desired := map[string][]string{}
+	put := func(name string, su *schedule.Unit, m string) {
+		v.added[m] = append(v.added[m], su)
+		v.placed[name] = append(v.placed[name], m)
+		if !su.Fleet.Global && !slices.Contains(st.placedOn[name], m) && st.runsElsewhere(name, m) {
+			in.waiting[name] = m
+			in.touched[m] = true // not written: its load drops back
+			return
+		}
+		desired[name] = append(desired[name], m)
+	}
+	globals := len(freedOn) == 0 // placed (on the freed machines), or nothing to do
+	placeGlobals := func() {
+		globals = true
+		machines := slices.Sorted(maps.Keys(freedOn))
+		for _, name := range slices.Sorted(maps.Keys(in.globals)) {
+			su := st.planned(name)
+			if su == nil {
+				continue
+			}
+			_, on := v.Placed(name)
+			for _, m := range machines {
+				if !slices.Contains(on, m) && schedule.Fits(v, su, m) {
+					affected[name] = true
+					put(name, su, m)
+				}
+			}
+		}
+	}
 	for _, name := range order {
+		if depth[name] > 0 && !globals {
+			placeGlobals()
+		}
 		su := st.planned(name)
 		delete(in.waiting, name)
 		m, un := in.index.PlaceOne(v, su)
@@ -331,14 +383,10 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 			continue
 		}
 		delete(in.failed, name)
-		v.added[m] = append(v.added[m], su)
-		v.placed[name] = m
-		if !slices.Contains(st.placedOn[name], m) && st.runsElsewhere(name, m) {
-			in.waiting[name] = true
-			in.touched[m] = true // not written: its load drops back
-			continue
-		}
-		desired[name] = m
+		put(name, su, m)
+	}
+	if !globals {
+		placeGlobals()
 	}
 
 	// the writes of the units reviewed
@@ -353,18 +401,16 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 			delete(in.failed, name)
 			delete(in.waiting, name)
 		}
-		want, placed := desired[name]
+		want := desired[name]
 		for _, m := range st.placedOn[name] {
 			cur := st.placements[m][name]
 			me, live := st.machines[m]
-			if su == nil || !live || (unseat[name] && m != want) {
+			if su == nil || !live || (unseat[name] && !slices.Contains(want, m)) {
 				first = append(first, op{key: keys.Placement(m, name), rev: cur.rev, del: true})
 				sum.unschedule++
 				continue
 			}
-			if m == want {
-				placed = false // stays
-			}
+			want = slices.DeleteFunc(slices.Clone(want), func(x string) bool { return x == m }) // stays
 			a := keys.Assignment{Unit: name, Hash: e.rec.Hash, State: e.rec.DesiredState, Lease: me.lease}
 			if !cur.ok || a != cur.a {
 				raw, _ := encode(a)
@@ -372,9 +418,9 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 				sum.update++
 			}
 		}
-		if placed {
-			raw, _ := encode(keys.Assignment{Unit: name, Hash: e.rec.Hash, State: e.rec.DesiredState, Lease: st.machines[want].lease})
-			second = append(second, op{key: keys.Placement(want, name), val: raw})
+		for _, m := range want {
+			raw, _ := encode(keys.Assignment{Unit: name, Hash: e.rec.Hash, State: e.rec.DesiredState, Lease: st.machines[m].lease})
+			second = append(second, op{key: keys.Placement(m, name), val: raw})
 			sum.schedule++
 		}
 		cur, recorded := st.unplaced[name]
@@ -433,7 +479,7 @@ type view struct {
 	st     *state
 	unseat map[string]bool             // units that are not kept where they are
 	added  map[string][]*schedule.Unit // by machine
-	placed map[string]string           // the machine of each unit placed
+	placed map[string][]string         // the machines each unit was put on
 	buf    []*schedule.Unit
 }
 
@@ -477,8 +523,10 @@ func (v *view) Placed(name string) (*schedule.Unit, []string) {
 			}
 		}
 	}
-	if m, ok := v.placed[name]; ok && !slices.Contains(on, m) {
-		on = append(on, m)
+	for _, m := range v.placed[name] {
+		if !slices.Contains(on, m) {
+			on = append(on, m)
+		}
 	}
 	slices.Sort(on)
 	return su, on

@@ -472,11 +472,11 @@ func (st *state) planFull() ([]op, []op, summary) {
 	}
 
 	desired := map[string]map[string]keys.Assignment{}
-	waiting := map[string]bool{}
+	waiting := map[string]string{}
 	for _, pl := range p.Placements {
 		u := st.units[pl.Unit]
 		if !u.fleet.Global && !slices.Contains(current[pl.Unit], pl.Machine) && st.runsElsewhere(pl.Unit, pl.Machine) {
-			waiting[pl.Unit] = true
+			waiting[pl.Unit] = pl.Machine
 			continue // wait until the other machine stopped it
 		}
 		a := keys.Assignment{Unit: pl.Unit, Hash: u.rec.Hash, State: u.rec.DesiredState, Lease: st.machines[pl.Machine].lease}

@@ -261,6 +261,13 @@ func (x *Index) placeAmong(cur Current, u *Unit) (string, *Unplaced) {
 	return "", conflicted(u.Name, len(matching), parts)
 }
 
+// Fits tells whether a global unit may be put on a machine where it is not: the machine
+// matches its MachineMetadata and holds no unit it must avoid.
+func Fits(cur Current, u *Unit, id string) bool {
+	md, ok := cur.Machine(id)
+	return ok && u.Fleet.Metadata.Match(md) && blockedBy(cur.On(id), u) == ""
+}
+
 // keptOrder sorts units as Place keeps them: units that are not global first, then by name.
 func keptOrder(a, b *Unit) int {
 	if a.Fleet.Global != b.Fleet.Global {
