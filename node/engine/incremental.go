@@ -76,14 +76,14 @@ func (in *incremental) parsed(u *unitEntry) {
 		return
 	}
 	name := u.rec.Name
-	if u.fleet.Global {
+	if u.sched.Fleet.Global {
 		in.globals[name] = true
 		return // MachineOf and Replaces do not apply
 	}
-	if len(u.fleet.Replaces) > 0 {
+	if len(u.sched.Fleet.Replaces) > 0 {
 		in.replacing[name] = true
 	}
-	for _, peer := range u.fleet.MachineOf {
+	for _, peer := range u.sched.Fleet.MachineOf {
 		if in.dependents[peer] == nil {
 			in.dependents[peer] = map[string]bool{}
 		}
@@ -122,14 +122,14 @@ func (st *state) unitChanged(name string) {
 	if _, ok := st.inc.changed[name]; !ok {
 		var p prior
 		if known {
-			p = prior{fleet: e.fleet, counted: e.parsed && e.problem == "" && e.rec.DesiredState.Scheduled()}
+			p = prior{fleet: e.sched.Fleet, counted: e.parsed && e.problem == "" && e.rec.DesiredState.Scheduled()}
 		}
 		st.inc.changed[name] = p
 	}
 	delete(st.inc.globals, name)
 	delete(st.inc.replacing, name)
 	if known {
-		for _, peer := range e.fleet.MachineOf {
+		for _, peer := range e.sched.Fleet.MachineOf {
 			if delete(st.inc.dependents[peer], name); len(st.inc.dependents[peer]) == 0 {
 				delete(st.inc.dependents, peer)
 			}
@@ -161,7 +161,7 @@ func (st *state) planned(name string) *schedule.Unit {
 	if e.problem != "" {
 		return nil
 	}
-	return e.sched
+	return &e.sched
 }
 
 // live gives how many live machines a unit is placed on.

@@ -46,11 +46,10 @@ type state struct {
 type unitEntry struct {
 	rec    keys.Submitted
 	parsed bool
-	fleet  unit.Fleet
 	// problem is why the unit cannot be planned (its file is missing or invalid).
 	problem string
-	// sched is the unit as the scheduler sees it, once parsed without a problem
-	sched *schedule.Unit
+	// sched is the unit as the scheduler sees it (its [X-Fleet] once parsed)
+	sched schedule.Unit
 }
 
 type kvEntry struct {
@@ -421,8 +420,7 @@ func (st *state) parse(u *unitEntry) {
 		st.problems[u.rec.Name] = true
 		return
 	}
-	u.fleet = parsed.Fleet
-	u.sched = &schedule.Unit{Name: u.rec.Name, State: u.rec.DesiredState, Fleet: u.fleet}
+	u.sched = schedule.Unit{Name: u.rec.Name, State: u.rec.DesiredState, Fleet: parsed.Fleet}
 	st.inc.parsed(u)
 }
 
@@ -463,7 +461,7 @@ func (st *state) planFull() ([]op, []op, summary) {
 		}
 		ms := current[name]
 		slices.Sort(ms)
-		units = append(units, schedule.Unit{Name: name, State: u.rec.DesiredState, Fleet: u.fleet, Machines: ms})
+		units = append(units, schedule.Unit{Name: name, State: u.rec.DesiredState, Fleet: u.sched.Fleet, Machines: ms})
 	}
 	sort.Slice(units, func(i, j int) bool { return units[i].Name < units[j].Name })
 	p := schedule.Place(machines, units)
@@ -475,7 +473,7 @@ func (st *state) planFull() ([]op, []op, summary) {
 	waiting := map[string]string{}
 	for _, pl := range p.Placements {
 		u := st.units[pl.Unit]
-		if !u.fleet.Global && !slices.Contains(current[pl.Unit], pl.Machine) && st.runsElsewhere(pl.Unit, pl.Machine) {
+		if !u.sched.Fleet.Global && !slices.Contains(current[pl.Unit], pl.Machine) && st.runsElsewhere(pl.Unit, pl.Machine) {
 			waiting[pl.Unit] = pl.Machine
 			continue // wait until the other machine stopped it
 		}
