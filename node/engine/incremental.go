@@ -119,7 +119,8 @@ func (in *incremental) forget() {
 // unitChanged notes that a unit's record is about to change or go.
 func (st *state) unitChanged(name string) {
 	e, known := st.units[name]
-	if _, ok := st.inc.changed[name]; !ok {
+	// (a full plan comes next, after a read of the cluster among others: no need to note)
+	if _, ok := st.inc.changed[name]; !ok && !st.inc.full {
 		var p prior
 		if known {
 			p = prior{fleet: e.sched.Fleet, counted: e.parsed && e.problem == "" && e.rec.DesiredState.Scheduled()}
