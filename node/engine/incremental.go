@@ -211,6 +211,7 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 	}
 	// the machines where room was freed, or that came: global units may fit there now
 	freedOn := map[string]bool{}
+	gone := false // a machine went: the reasons of the units that fit nowhere change
 	freeing := func(name string) {
 		for _, m := range st.placedOn[name] {
 			if _, live := st.machines[m]; live {
@@ -261,6 +262,7 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 				}
 				continue
 			}
+			gone = true
 			for name := range st.placements[m] {
 				needs(name) // (a global unit stays on its other machines, and its dependents)
 			}
@@ -293,7 +295,7 @@ func (st *state) planIncremental() (first, second []op, sum summary, ok bool) {
 		}
 	}
 	follow()
-	if len(freedOn) > 0 {
+	if len(freedOn) > 0 || gone {
 		n := 0
 		for name := range in.failed {
 			if st.planned(name) != nil {

@@ -215,10 +215,7 @@ func (x *Index) placeAmong(cur Current, u *Unit) (string, *Unplaced) {
 		}
 		cands = slices.DeleteFunc(cands, func(m string) bool { return !slices.Contains(on, m) })
 		if len(cands) == 0 {
-			if u.Fleet.MachineID != "" {
-				return fail(ErrMachineOf, "MachineOf unit %s is not on machine %s (MachineID)", peer, u.Fleet.MachineID)
-			}
-			return fail(ErrMachineOf, "MachineOf units %s are on different machines", strings.Join(u.Fleet.MachineOf[:k+1], ", "))
+			return "", peersApart(u, k)
 		}
 	}
 	matching := cands[:0:0]
@@ -228,14 +225,7 @@ func (x *Index) placeAmong(cur Current, u *Unit) (string, *Unplaced) {
 		}
 	}
 	if len(matching) == 0 {
-		via := "of MachineOf " + strings.Join(u.Fleet.MachineOf, ", ")
-		if u.Fleet.MachineID != "" {
-			via = "(MachineID)"
-		}
-		if len(cands) == 1 {
-			return fail(ErrMetadata, "machine %s %s does not match MachineMetadata %s", cands[0], via, u.Fleet.Metadata)
-		}
-		return fail(ErrMetadata, "none of the %d machines %s matches MachineMetadata %s", len(cands), via, u.Fleet.Metadata)
+		return "", mismatch(u, len(cands), cands[0])
 	}
 	best, bestLoad := "", 0
 	for _, id := range matching {

@@ -720,11 +720,7 @@ func (p *planner) candidates(i int32) (cands []int32, all bool) {
 		}
 		cands = slices.DeleteFunc(cands, func(m int32) bool { return !slices.Contains(on, m) })
 		if len(cands) == 0 {
-			if u.Fleet.MachineID != "" {
-				p.fail(i, ErrMachineOf, "MachineOf unit %s is not on machine %s (MachineID)", peer, u.Fleet.MachineID)
-			} else {
-				p.fail(i, ErrMachineOf, "MachineOf units %s are on different machines", strings.Join(u.peers[:k+1], ", "))
-			}
+			u.failed = peersApart(u.Unit, k)
 			return nil, false
 		}
 	}
@@ -741,17 +737,33 @@ func (p *planner) candidates(i int32) (cands []int32, all bool) {
 		}
 	}
 	if len(out) == 0 {
-		via := "of MachineOf " + strings.Join(u.peers, ", ")
-		if u.Fleet.MachineID != "" {
-			via = "(MachineID)"
-		}
-		if len(cands) == 1 {
-			p.fail(i, ErrMetadata, "machine %s %s does not match MachineMetadata %s", p.machines[cands[0]].ID, via, u.Fleet.Metadata)
-		} else {
-			p.fail(i, ErrMetadata, "none of the %d machines %s matches MachineMetadata %s", len(cands), via, u.Fleet.Metadata)
-		}
+		u.failed = mismatch(u.Unit, len(cands), p.machines[cands[0]].ID)
 	}
 	return out, false
+}
+
+// The reasons of the units with a MachineID or MachineOf that get no machine, for Place and
+// Index alike.
+
+// peersApart: the units u follows up to MachineOf[k] share no machine (that MachineID allows).
+func peersApart(u *Unit, k int) *Unplaced {
+	if u.Fleet.MachineID != "" {
+		return &Unplaced{Unit: u.Name, Err: ErrMachineOf, Reason: fmt.Sprintf("MachineOf unit %s is not on machine %s (MachineID)", u.Fleet.MachineOf[k], u.Fleet.MachineID)}
+	}
+	return &Unplaced{Unit: u.Name, Err: ErrMachineOf, Reason: fmt.Sprintf("MachineOf units %s are on different machines", strings.Join(u.Fleet.MachineOf[:k+1], ", "))}
+}
+
+// mismatch: none of the n machines that MachineID or MachineOf allow, the first of them first,
+// matches u's MachineMetadata.
+func mismatch(u *Unit, n int, first string) *Unplaced {
+	via := "of MachineOf " + strings.Join(u.Fleet.MachineOf, ", ")
+	if u.Fleet.MachineID != "" {
+		via = "(MachineID)"
+	}
+	if n == 1 {
+		return &Unplaced{Unit: u.Name, Err: ErrMetadata, Reason: fmt.Sprintf("machine %s %s does not match MachineMetadata %s", first, via, u.Fleet.Metadata)}
+	}
+	return &Unplaced{Unit: u.Name, Err: ErrMetadata, Reason: fmt.Sprintf("none of the %d machines %s matches MachineMetadata %s", n, via, u.Fleet.Metadata)}
 }
 
 // finish turns the planner's state into the plan.
