@@ -10,8 +10,9 @@ import (
 
 // Incremental planning. Place plans the whole cluster; after a small change (a unit submitted,
 // a machine gone) nearly all of that work gives the same answer again: every unit that is
-// placed and still satisfied stays, and only the units without a machine are placed, in name
-// order, each on the least-loaded matching machine that holds no unit it must avoid. Index
+// placed and still satisfied stays, and only the units without a machine are placed, in
+// Place's order (after the units they follow, then by name), each on the least-loaded matching
+// machine that holds no unit it must avoid (PlaceOne), global units where they fit (Fits). Index
 // keeps between plans what that search needs, a heap of machines by (load, ID) per distinct
 // MachineMetadata, so that placing one unit costs a few heap steps however large the cluster.
 // The caller keeps the placements (Current) and tells the index which machines' loads may
