@@ -165,6 +165,17 @@ bench: build
 	@awk 'function v(u,  i) { for (i = 3; i < NF; i++) if ($$(i+1) == u) return $$i } \
 	  /^BenchmarkPlace\/machines=1000\// { a = v("ns/unit") } /^BenchmarkPlace\/machines=10000\// { c = v("ns/unit") } \
 	  END { printf "schedule: %.1f µs per unit with 10,000 units on 1,000 machines, %.1f µs with 100,000 on 10,000: x%.2f (goal: flat)\n", a/1000, c/1000, c/a }' $(BIN)/bench-place.txt
+	@# the engine's cost of ONE change (a unit added, a machine dying) at 10,000 and 100,000 units:
+	@# planned incrementally as the engine does (goal: flat), and in full as it did before
+	$(GO) test -run '^$$' -bench 'BenchmarkChange/.*/.*/incremental' -benchmem -benchtime 2000x -count=1 ./node/engine | tee $(BIN)/bench-change.txt
+	$(GO) test -run '^$$' -bench 'BenchmarkChange/.*/.*/full' -benchmem -benchtime 3x -count=1 ./node/engine | tee -a $(BIN)/bench-change.txt
+	@cat $(BIN)/bench-change.txt >> $(BENCH_OUT)
+	@awk 'function v(u,  i) { for (i = 3; i < NF; i++) if ($$(i+1) == u) return $$i } \
+	  /^BenchmarkChange\/units=10000\/unit-added\/incremental/ { a = v("ns/op") } /^BenchmarkChange\/units=100000\/unit-added\/incremental/ { b = v("ns/op") } \
+	  /^BenchmarkChange\/units=10000\/machine-dies\/incremental/ { c = v("ns/op") } /^BenchmarkChange\/units=100000\/machine-dies\/incremental/ { d = v("ns/op") } \
+	  /^BenchmarkChange\/units=100000\/unit-added\/full/ { e = v("ns/op") } /^BenchmarkChange\/units=100000\/machine-dies\/full/ { f = v("ns/op") } \
+	  END { printf "engine: one unit added costs %.0f µs to plan at 10,000 units, %.0f µs at 100,000: x%.2f (goal: flat; a full plan: %.0f ms)\n", a/1000, b/1000, b/a, e/1e6; \
+	    printf "engine: one machine dying costs %.0f µs to plan at 10,000 units, %.0f µs at 100,000: x%.2f (goal: flat; a full plan: %.0f ms)\n", c/1000, d/1000, d/c, f/1e6 }' $(BIN)/bench-change.txt
 	@# 100,000 units onto 10,000 simulated machines against a real etcd (minutes of both cores),
 	@# then the steady state and an engine takeover; and the memory of three kiln-node processes
 	@# running 100 units with the exec executor, beside the floor (etcd client, lease, watch)

@@ -2,8 +2,11 @@
 // election among every kiln-node. The leader reads the cluster from etcd (submitted units,
 // their files, the machine registry, the current placements and what the agents report),
 // computes the placements with schedule.Place and writes the difference as compare-and-swap
-// transactions, many operations per transaction and several transactions in flight. It keeps
-// nothing on disk: a new leader, or the same one after a restart, reads everything again.
+// transactions, many operations per transaction and several transactions in flight. After
+// that first plan, and between the ticks that plan everything again, it plans only the units
+// that each change concerns (incremental.go), so that a change costs the same in a cluster of
+// any size. It keeps nothing on disk: a new leader, or the same one after a restart, reads
+// everything again.
 //
 // The rules that keep a unit from running twice:
 //   - every write is fenced by the leader's election key (a deposed leader's writes fail) and
@@ -277,6 +280,7 @@ func (e *Engine) leadOnce(ctx context.Context, fence clientv3.Cmp, leaderKey str
 			case <-tick:
 				tick = e.c.Clock.After(e.c.Interval)
 				st.dirty = true
+				st.inc.full = true // the safety net: a full plan now and then
 			case resp, ok := <-events:
 				if err := st.applyWatch(resp, ok, leaderKey); err != nil {
 					return err
@@ -305,7 +309,11 @@ func (e *Engine) reconcile(ctx context.Context, st *state, fence clientv3.Cmp) e
 	st.dirty = false
 	first, second, sum := st.plan()
 	planned := time.Since(start)
-	plans.Observe(planned.Seconds())
+	kind := "incremental"
+	if sum.full {
+		kind = "full"
+	}
+	plans.WithLabelValues(kind).Observe(planned.Seconds())
 	unplacedUnits.Set(float64(sum.reasons))
 	if len(first)+len(second) == 0 {
 		if e.c.OnReconciled != nil {
@@ -337,7 +345,7 @@ func (e *Engine) reconcile(ctx context.Context, st *state, fence clientv3.Cmp) e
 		conflicts.Inc()
 	}
 	e.log.Info("engine applied", "schedule", sum.schedule, "unschedule", sum.unschedule, "update", sum.update,
-		"unplaced", sum.unplaced, "files", sum.files, "written", n, "plan", planned.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond), "err", err)
+		"unplaced", sum.unplaced, "files", sum.files, "full", sum.full, "written", n, "plan", planned.Round(time.Millisecond), "took", time.Since(start).Round(time.Millisecond), "err", err)
 	if e.c.OnReconciled != nil {
 		e.c.OnReconciled(n, err)
 	}

@@ -6,9 +6,9 @@ import "github.com/prometheus/client_golang/prometheus"
 var (
 	leading = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "kiln_engine_leader", Help: "1 while this kiln-node's engine leads the cluster's scheduling."})
-	plans = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "kiln_engine_plan_seconds", Help: "Time to compute a plan (schedule.Place and the difference).",
-		Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8)})
+	plans = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "kiln_engine_plan_seconds", Help: "Time to compute a plan and the difference, by kind (full: schedule.Place over the cluster; incremental: the units a change concerns).",
+		Buckets: prometheus.ExponentialBuckets(0.00005, 4, 10)}, []string{"kind"})
 	writes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kiln_engine_writes_total", Help: "Keys the engine wrote, by kind (schedule, unschedule, update, unplaced)."}, []string{"kind"})
 	conflicts = prometheus.NewCounter(prometheus.CounterOpts{

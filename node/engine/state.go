@@ -28,7 +28,7 @@ type state struct {
 	unitsRev   int64
 	machines   map[string]machineEntry
 	placements map[string]map[string]kvEntry // machine → unit
-	placedOn   map[string]int                // unit → how many machines it is placed on
+	placedOn   map[string][]string           // unit → the machines it is placed on
 	reports    map[string]map[string]string  // unit → machine → ActiveState
 	unplaced   map[string]kvEntry            // unit
 	election   map[string]bool               // the election's keys
@@ -37,14 +37,19 @@ type state struct {
 	// dirty is set by every change that may change the plan (a report only when its unit
 	// waits for a machine).
 	dirty bool
+	// what an incremental plan needs (incremental.go)
+	inc incremental
+	// own is set while the state takes the engine's own writes
+	own bool
 }
 
 type unitEntry struct {
 	rec    keys.Submitted
 	parsed bool
-	fleet  unit.Fleet
 	// problem is why the unit cannot be planned (its file is missing or invalid).
 	problem string
+	// sched is the unit as the scheduler sees it (its [X-Fleet] once parsed)
+	sched schedule.Unit
 }
 
 type kvEntry struct {
@@ -63,9 +68,9 @@ type machineEntry struct {
 func newState() *state {
 	return &state{
 		units: map[string]*unitEntry{}, files: map[string][]byte{}, fileRevs: map[string]int64{}, machines: map[string]machineEntry{},
-		placements: map[string]map[string]kvEntry{}, placedOn: map[string]int{}, reports: map[string]map[string]string{},
+		placements: map[string]map[string]kvEntry{}, placedOn: map[string][]string{}, reports: map[string]map[string]string{},
 		unplaced: map[string]kvEntry{}, election: map[string]bool{}, templates: map[string]*unit.Unit{},
-		problems: map[string]bool{},
+		problems: map[string]bool{}, inc: newIncremental(),
 	}
 }
 
@@ -127,6 +132,8 @@ func (st *state) applyWatch(resp clientv3.WatchResponse, ok bool, leaderKey stri
 
 // applyWritten takes one of the leader's own writes.
 func (st *state) applyWritten(w written) {
+	st.own = true
+	defer func() { st.own = false }()
 	if w.op.del {
 		st.del(w.op.key, w.rev)
 	} else {
@@ -157,6 +164,7 @@ func (st *state) put(key string, val []byte, rev, lease int64) {
 		if cur, ok := st.units[name]; ok && cur.rec == rec {
 			return
 		}
+		st.unitChanged(name)
 		st.units[name] = &unitEntry{rec: rec}
 		delete(st.problems, name)
 	case strings.HasPrefix(key, keys.UnitFiles):
@@ -168,6 +176,7 @@ func (st *state) put(key string, val []byte, rev, lease int64) {
 			// every new file would cost units × files)
 			for name := range st.problems {
 				if u := st.units[name]; u.rec.Hash.String() == h {
+					st.unitChanged(name)
 					u.parsed = false
 					delete(st.problems, name)
 				}
@@ -188,8 +197,9 @@ func (st *state) put(key string, val []byte, rev, lease int64) {
 			return // an older event than our own write
 		}
 		if !ok {
-			st.placedOn[u]++
+			st.placedOn[u] = append(st.placedOn[u], m)
 		}
+		st.placementChanged(m, u, false)
 		e := kvEntry{val: string(val), rev: rev}
 		e.a, e.ok = decodeAssignment(val)
 		on[u] = e
@@ -225,8 +235,17 @@ func (st *state) putMachine(id string, val []byte, lease int64) {
 		m = registry.Machine{}
 	}
 	e := machineEntry{meta: m.Metadata, lease: lease}
-	if cur, ok := st.machines[id]; !ok || cur.lease != e.lease || !maps.Equal(cur.meta, e.meta) {
+	cur, ok := st.machines[id]
+	if !ok || cur.lease != e.lease || !maps.Equal(cur.meta, e.meta) {
 		st.dirty = true
+	}
+	switch {
+	case !ok:
+		st.inc.newM[id] = true
+	case !maps.Equal(cur.meta, e.meta):
+		st.inc.full, st.inc.reset = true, true
+	case cur.lease != e.lease:
+		st.inc.leaseM[id] = true
 	}
 	st.machines[id] = e
 }
@@ -238,6 +257,7 @@ func (st *state) del(key string, rev int64) {
 	st.touch(key)
 	switch {
 	case strings.HasPrefix(key, keys.Units):
+		st.unitChanged(strings.TrimPrefix(key, keys.Units))
 		delete(st.units, strings.TrimPrefix(key, keys.Units))
 		delete(st.problems, strings.TrimPrefix(key, keys.Units))
 	case strings.HasPrefix(key, keys.UnitFiles):
@@ -245,6 +265,7 @@ func (st *state) del(key string, rev int64) {
 		delete(st.fileRevs, strings.TrimPrefix(key, keys.UnitFiles))
 	case strings.HasPrefix(key, keys.Machines):
 		delete(st.machines, strings.TrimPrefix(key, keys.Machines))
+		st.inc.goneM[strings.TrimPrefix(key, keys.Machines)] = true
 	case strings.HasPrefix(key, keys.Schedule):
 		m, u, ok := split(key, keys.Schedule)
 		if !ok {
@@ -252,9 +273,11 @@ func (st *state) del(key string, rev int64) {
 		}
 		if cur, ok := st.placements[m][u]; ok && cur.rev <= rev {
 			delete(st.placements[m], u)
-			if st.placedOn[u]--; st.placedOn[u] <= 0 {
+			st.placedOn[u] = slices.DeleteFunc(st.placedOn[u], func(x string) bool { return x == m })
+			if len(st.placedOn[u]) == 0 {
 				delete(st.placedOn, u)
 			}
+			st.placementChanged(m, u, true)
 			if len(st.placements[m]) == 0 {
 				delete(st.placements, m)
 			}
@@ -319,7 +342,7 @@ func (st *state) touch(key string) {
 			return
 		}
 		e, known := st.units[u]
-		if !known || !e.rec.DesiredState.Scheduled() || st.placedOn[u] > 0 {
+		if !known || !e.rec.DesiredState.Scheduled() || len(st.placedOn[u]) > 0 {
 			return
 		}
 	case strings.HasPrefix(key, keys.Units), strings.HasPrefix(key, keys.UnitFiles), strings.HasPrefix(key, keys.Machines),
@@ -346,7 +369,10 @@ type op struct {
 }
 
 // summary counts a plan's writes, and the units without a machine (reasons).
-type summary struct{ schedule, unschedule, update, unplaced, files, reasons int }
+type summary struct {
+	schedule, unschedule, update, unplaced, files, reasons int
+	full                                                   bool // the whole cluster was planned
+}
 
 // running are the ActiveStates of a unit that may be running.
 func running(active string) bool {
@@ -394,14 +420,23 @@ func (st *state) parse(u *unitEntry) {
 		st.problems[u.rec.Name] = true
 		return
 	}
-	u.fleet = parsed.Fleet
+	u.sched = schedule.Unit{Name: u.rec.Name, State: u.rec.DesiredState, Fleet: parsed.Fleet}
+	st.inc.parsed(u)
 }
 
 // plan computes the writes that lead from the current placements to schedule.Place's, in two
 // phases: first every unschedule (and unplaced-reason cleanup), then the rest; each phase
-// sorted by key.
+// sorted by key. It plans only what changed since the last plan when it can (incremental.go).
 func (st *state) plan() ([]op, []op, summary) {
-	var sum summary
+	if first, second, sum, ok := st.planIncremental(); ok {
+		return first, second, sum
+	}
+	return st.planFull()
+}
+
+// planFull plans the whole cluster with schedule.Place.
+func (st *state) planFull() ([]op, []op, summary) {
+	sum := summary{full: true}
 	machines := make([]schedule.Machine, 0, len(st.machines))
 	for id, m := range st.machines {
 		machines = append(machines, schedule.Machine{ID: id, Metadata: m.meta})
@@ -426,7 +461,7 @@ func (st *state) plan() ([]op, []op, summary) {
 		}
 		ms := current[name]
 		slices.Sort(ms)
-		units = append(units, schedule.Unit{Name: name, State: u.rec.DesiredState, Fleet: u.fleet, Machines: ms})
+		units = append(units, schedule.Unit{Name: name, State: u.rec.DesiredState, Fleet: u.sched.Fleet, Machines: ms})
 	}
 	sort.Slice(units, func(i, j int) bool { return units[i].Name < units[j].Name })
 	p := schedule.Place(machines, units)
@@ -435,9 +470,11 @@ func (st *state) plan() ([]op, []op, summary) {
 	}
 
 	desired := map[string]map[string]keys.Assignment{}
+	waiting := map[string]string{}
 	for _, pl := range p.Placements {
 		u := st.units[pl.Unit]
-		if !u.fleet.Global && !slices.Contains(current[pl.Unit], pl.Machine) && st.runsElsewhere(pl.Unit, pl.Machine) {
+		if !u.sched.Fleet.Global && !slices.Contains(current[pl.Unit], pl.Machine) && st.runsElsewhere(pl.Unit, pl.Machine) {
+			waiting[pl.Unit] = pl.Machine
 			continue // wait until the other machine stopped it
 		}
 		a := keys.Assignment{Unit: pl.Unit, Hash: u.rec.Hash, State: u.rec.DesiredState, Lease: st.machines[pl.Machine].lease}
@@ -503,11 +540,13 @@ func (st *state) plan() ([]op, []op, summary) {
 		second = append(second, op{key: keys.UnplacedUnit(u), val: raw, rev: cur.rev})
 		sum.unplaced++
 	}
-	byKey := func(a, b op) int { return strings.Compare(a.key, b.key) }
+	st.inc.planned(reasons, waiting)
 	slices.SortFunc(first, byKey)
 	slices.SortFunc(second, byKey)
 	return first, second, sum
 }
+
+func byKey(a, b op) int { return strings.Compare(a.key, b.key) }
 
 // runsElsewhere tells whether an agent other than machine's reports the unit as possibly
 // running.

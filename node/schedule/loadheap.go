@@ -18,9 +18,13 @@ type slot struct{ load, m int32 }
 
 func (a slot) less(b slot) bool { return a.load < b.load || (a.load == b.load && a.m < b.m) }
 
-type loadHeap []slot
+type loadHeap = minHeap[slot]
 
-func (h *loadHeap) push(s slot) {
+// minHeap is a binary min-heap of entries that order themselves (Place's slots, Index's
+// entries by machine ID).
+type minHeap[S interface{ less(S) bool }] []S
+
+func (h *minHeap[S]) push(s S) {
 	*h = append(*h, s)
 	x := *h
 	for i := len(x) - 1; i > 0; {
@@ -33,7 +37,7 @@ func (h *loadHeap) push(s slot) {
 	}
 }
 
-func (h *loadHeap) pop() slot {
+func (h *minHeap[S]) pop() S {
 	x := *h
 	top := x[0]
 	last := len(x) - 1

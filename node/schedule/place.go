@@ -460,16 +460,16 @@ func matchAny(globs []string, name string) bool {
 	return false
 }
 
-// excludes tells whether a and b must not share a machine, and gives the unit to name.
-func excludes(a, b *uState) bool {
+// excludes tells whether a and b must not share a machine.
+func excludes(a, b *Unit) bool {
 	return matchAny(a.Fleet.Conflicts, b.Name) || matchAny(b.Fleet.Conflicts, a.Name) ||
-		(!a.global && matchAny(a.Fleet.Replaces, b.Name)) || (!b.global && matchAny(b.Fleet.Replaces, a.Name))
+		(!a.Fleet.Global && matchAny(a.Fleet.Replaces, b.Name)) || (!b.Fleet.Global && matchAny(b.Fleet.Replaces, a.Name))
 }
 
 // blocker names a unit on m that u must not share it with (for reasons; slow path).
 func (p *planner) blocker(u *uState, m int32) string {
 	for _, j := range p.onM[m] {
-		if b := p.units[j]; b != u && excludes(u, b) {
+		if b := p.units[j]; b != u && excludes(u.Unit, b.Unit) {
 			return b.Name
 		}
 	}
@@ -656,12 +656,17 @@ func (p *planner) failConflict(i int32, cands []int32) {
 		}
 		parts = append(parts, fmt.Sprintf("%s on %s", p.blocker(u, m), p.machines[m].ID))
 	}
+	u.failed = conflicted(u.Name, len(cands), parts)
+}
+
+// conflicted is the failure of a unit whose n candidate machines all hold a unit it must avoid;
+// parts name the first few ("unit on machine").
+func conflicted(name string, n int, parts []string) *Unplaced {
 	detail := strings.Join(parts, ", ")
-	if len(cands) == 1 {
-		p.fail(i, ErrConflict, "the only matching machine runs a conflicting unit (%s)", detail)
-		return
+	if n == 1 {
+		return &Unplaced{Unit: name, Err: ErrConflict, Reason: fmt.Sprintf("the only matching machine runs a conflicting unit (%s)", detail)}
 	}
-	p.fail(i, ErrConflict, "all %d matching machines run a conflicting unit (%s)", len(cands), detail)
+	return &Unplaced{Unit: name, Err: ErrConflict, Reason: fmt.Sprintf("all %d matching machines run a conflicting unit (%s)", n, detail)}
 }
 
 // candidates gives the machines that satisfy the unit's MachineID, MachineMetadata and
@@ -715,11 +720,7 @@ func (p *planner) candidates(i int32) (cands []int32, all bool) {
 		}
 		cands = slices.DeleteFunc(cands, func(m int32) bool { return !slices.Contains(on, m) })
 		if len(cands) == 0 {
-			if u.Fleet.MachineID != "" {
-				p.fail(i, ErrMachineOf, "MachineOf unit %s is not on machine %s (MachineID)", peer, u.Fleet.MachineID)
-			} else {
-				p.fail(i, ErrMachineOf, "MachineOf units %s are on different machines", strings.Join(u.peers[:k+1], ", "))
-			}
+			u.failed = peersApart(u.Unit, k)
 			return nil, false
 		}
 	}
@@ -736,17 +737,33 @@ func (p *planner) candidates(i int32) (cands []int32, all bool) {
 		}
 	}
 	if len(out) == 0 {
-		via := "of MachineOf " + strings.Join(u.peers, ", ")
-		if u.Fleet.MachineID != "" {
-			via = "(MachineID)"
-		}
-		if len(cands) == 1 {
-			p.fail(i, ErrMetadata, "machine %s %s does not match MachineMetadata %s", p.machines[cands[0]].ID, via, u.Fleet.Metadata)
-		} else {
-			p.fail(i, ErrMetadata, "none of the %d machines %s matches MachineMetadata %s", len(cands), via, u.Fleet.Metadata)
-		}
+		u.failed = mismatch(u.Unit, len(cands), p.machines[cands[0]].ID)
 	}
 	return out, false
+}
+
+// The reasons of the units with a MachineID or MachineOf that get no machine, for Place and
+// Index alike.
+
+// peersApart: the units u follows up to MachineOf[k] share no machine (that MachineID allows).
+func peersApart(u *Unit, k int) *Unplaced {
+	if u.Fleet.MachineID != "" {
+		return &Unplaced{Unit: u.Name, Err: ErrMachineOf, Reason: fmt.Sprintf("MachineOf unit %s is not on machine %s (MachineID)", u.Fleet.MachineOf[k], u.Fleet.MachineID)}
+	}
+	return &Unplaced{Unit: u.Name, Err: ErrMachineOf, Reason: fmt.Sprintf("MachineOf units %s are on different machines", strings.Join(u.Fleet.MachineOf[:k+1], ", "))}
+}
+
+// mismatch: none of the n machines that MachineID or MachineOf allow, the first of them first,
+// matches u's MachineMetadata.
+func mismatch(u *Unit, n int, first string) *Unplaced {
+	via := "of MachineOf " + strings.Join(u.Fleet.MachineOf, ", ")
+	if u.Fleet.MachineID != "" {
+		via = "(MachineID)"
+	}
+	if n == 1 {
+		return &Unplaced{Unit: u.Name, Err: ErrMetadata, Reason: fmt.Sprintf("machine %s %s does not match MachineMetadata %s", first, via, u.Fleet.Metadata)}
+	}
+	return &Unplaced{Unit: u.Name, Err: ErrMetadata, Reason: fmt.Sprintf("none of the %d machines %s matches MachineMetadata %s", n, via, u.Fleet.Metadata)}
 }
 
 // finish turns the planner's state into the plan.

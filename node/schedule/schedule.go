@@ -3,7 +3,8 @@
 // placement and the sorted actions that lead there. It is pure: no etcd, no clock, the same
 // input always gives the same plan, and planning again after applying a plan changes
 // nothing. The scheduler engine reads the cluster, calls Place and applies the actions with
-// compare-and-swap.
+// compare-and-swap; after a small change it places only the units concerned with an Index,
+// which puts each where Place would.
 //
 // The rules are fleet's (engine/scheduler.go, agent/state.go), made deterministic:
 //   - a unit stays where it is while its machine exists and still satisfies it;
