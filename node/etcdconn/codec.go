@@ -48,17 +48,11 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 // Name is the content subtype: etcd's server decodes it with its usual protobuf codec.
 func (codec) Name() string { return "proto" }
 
-// pickFirst replaces the round-robin balancing that etcd's client asks for (a TLS connection,
-// with its buffers and goroutines, to every member) by one connection at a time, to a member
-// picked at random so that a cluster's nodes spread over the members; when that connection
-// fails, gRPC connects to another member and etcd's client retries.
-const pickFirst = `{"loadBalancingConfig": [{"pick_first": {"shuffleAddressList": true}}]}`
-
-// dialOptions are the gRPC options of kiln's etcd clients: the codec above, one connection.
+// dialOptions are the gRPC options of kiln's etcd clients: the codec above, and the smaller
+// buffers of a client that sends and receives small messages (gRPC's default is 32 KiB for
+// reading on every connection, and one to each of etcd's members).
 func dialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(codec{fallback: encoding.GetCodecV2("proto")})),
-		grpc.WithDisableServiceConfig(), // etcd's resolver's, which asks for round_robin
-		grpc.WithDefaultServiceConfig(pickFirst),
 	}
 }
