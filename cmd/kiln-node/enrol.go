@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"flag"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -12,22 +9,23 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/kiln-cluster/kiln/node/config"
 	"github.com/kiln-cluster/kiln/node/enrol"
 )
 
 func init() { register(newEnrolCmd) }
 
-func newEnrolCmd() *command {
+func newEnrolCmd() *cobra.Command {
 	var (
 		configPath, etcdDir, server, cmdline string
 		timeout                              time.Duration
 	)
-	f := flag.NewFlagSet("enrol", flag.ContinueOnError)
-	cmd := &command{
-		name:  "enrol",
-		short: "Make this node's private keys and have the boot server sign their certificates",
-		long: `Enrol makes the node's private keys on the machine (ECDSA P-256, mode 0600, at the paths of the
+	cmd := &cobra.Command{
+		Use:   "enrol",
+		Short: "Make this node's private keys and have the boot server sign their certificates",
+		Long: `Enrol makes the node's private keys on the machine (ECDSA P-256, mode 0600, at the paths of the
 config file: etcd.key, and with --etcd-dir the etcd member's peer.key and server.key), sends one
 certificate request per key to the boot server, waits until the server signs them (the operator
 runs kiln pxe approve, or the server's policy approves; refused keys wait for the operator too),
@@ -38,10 +36,10 @@ A node whose certificates are already in place and fit its keys does nothing: re
 enrol again. Without --server, the server is the one named by ignition.config.url on the kernel
 command line: the one that served the node's config. The unit kiln-enrol.service runs this
 before etcd and kiln-node on machines booted over the network.`,
-		example: `  kiln-node enrol --config /etc/kiln/node.yaml --etcd-dir /etc/kiln/pki/etcd
+		Example: `  kiln-node enrol --config /etc/kiln/node.yaml --etcd-dir /etc/kiln/pki/etcd
   kiln-node enrol --config /etc/kiln/node.yaml --server http://10.0.0.1:8080`,
-		flags: f,
-		run: func(_, stderr io.Writer) error {
+		Args: func(cmd *cobra.Command, a []string) error { return userErrOf(cobra.NoArgs(cmd, a)) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := config.Load(configPath)
 			if err != nil {
 				return userError{err}
@@ -64,14 +62,14 @@ before etcd and kiln-node on machines booted over the network.`,
 					certs = append(certs, enrol.Cert{Kind: k, CertPath: filepath.Join(etcdDir, k+".crt"), KeyPath: filepath.Join(etcdDir, k+".key")})
 				}
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if timeout == 0 {
 				timeout = -1 // no bound
 			}
 			err = enrol.Run(ctx, enrol.Config{
 				Server: server, Node: c.Hostname, CA: c.Etcd.CA, Certs: certs, Timeout: timeout,
-				Logger: slog.New(slog.NewTextHandler(stderr, nil)),
+				Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
 			})
 			if errors.Is(err, enrol.ErrRefused) || errors.Is(err, enrol.ErrBadCert) {
 				return userError{err}
@@ -79,6 +77,7 @@ before etcd and kiln-node on machines booted over the network.`,
 			return err
 		},
 	}
+	f := cmd.Flags()
 	f.StringVar(&configPath, "config", config.DefaultPath, "the node's config file (hostname and etcd client certificate paths)")
 	f.StringVar(&etcdDir, "etcd-dir", "", "an etcd member's folder for peer.crt/key and server.crt/key (members only)")
 	f.StringVar(&server, "server", "", "the boot server's URL (default: from ignition.config.url on the kernel command line)")

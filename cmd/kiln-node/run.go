@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -15,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/kiln-cluster/kiln/node/agent"
 	"github.com/kiln-cluster/kiln/node/config"
@@ -37,33 +37,32 @@ type runFlags struct {
 	logLevel     string
 }
 
-func newRunCmd() *command { return runCommand(&runFlags{}) }
+func newRunCmd() *cobra.Command { return runCommand(&runFlags{}) }
 
 // runCommand builds kiln-node run around f, which receives the flags.
-func runCommand(f *runFlags) *command {
-	fl := flag.NewFlagSet("run", flag.ContinueOnError)
-	cmd := &command{
-		name:  "run",
-		short: "Run the node daemon: machine registry, reboot coordination, FleetLock",
-		long: `Run the node daemon. Settings come from the config file (` + config.DefaultPath + `);
+func runCommand(f *runFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the node daemon: machine registry, reboot coordination, FleetLock",
+		Long: `Run the node daemon. Settings come from the config file (` + config.DefaultPath + `);
 every setting can also be given as a flag, which wins over the file, so that several nodes can run
 on one host for tests and development.`,
-		example: `  kiln-node run --config /etc/kiln/node.yaml
+		Example: `  kiln-node run --config /etc/kiln/node.yaml
   kiln-node run --etcd-endpoints https://10.0.0.11:2379 --etcd-ca pki/ca.crt \
     --etcd-cert pki/nodes/node1/client.crt --etcd-key pki/nodes/node1/client.key \
     --machine-id node1 --data-dir /tmp/node1 --strategy etcd-lock --reboot-command 'systemctl reboot'`,
-		flags:  fl,
-		hidden: map[string]bool{"boot-id": true},
-		run:    func(_, _ io.Writer) error { return f.run(fl) },
+		Args: func(cmd *cobra.Command, a []string) error { return userErrOf(cobra.NoArgs(cmd, a)) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return f.run(cmd) },
 	}
+	fl := cmd.Flags()
 	fl.StringVar(&f.configPath, "config", config.DefaultPath, "the config file (\"\": none, flags only); a missing file at the default path is not an error")
-	fl.Var(&listFlag{v: &f.c.Etcd.Endpoints}, "etcd-endpoints", "etcd client URLs (https://HOST:2379,...)")
+	fl.StringSliceVar(&f.c.Etcd.Endpoints, "etcd-endpoints", nil, "etcd client URLs (https://HOST:2379,...)")
 	fl.StringVar(&f.c.Etcd.CA, "etcd-ca", "", "CA certificate of etcd's servers")
 	fl.StringVar(&f.c.Etcd.Cert, "etcd-cert", "", "client certificate for etcd")
 	fl.StringVar(&f.c.Etcd.Key, "etcd-key", "", "client key for etcd")
 	fl.StringVar(&f.c.MachineID, "machine-id", "", "machine ID (default: the contents of /etc/machine-id)")
 	fl.StringVar(&f.c.Hostname, "hostname", "", "hostname to publish (default: the system's)")
-	fl.Var(&mapFlag{m: &f.metadata}, "metadata", "machine metadata, k=v,...")
+	fl.StringToStringVar(&f.metadata, "metadata", nil, "machine metadata, k=v,...")
 	fl.StringVar(&f.c.DataDir, "data-dir", "", "directory of the daemon's state (default "+agent.DefaultDataDir+")")
 	fl.StringVar(&f.c.OS, "os", "", "OS reported in the registry (flatcar, fcos)")
 	fl.StringVar(&f.c.Channel, "channel", "", "update channel reported in the registry")
@@ -85,23 +84,29 @@ on one host for tests and development.`,
 	fl.StringVar(&f.bootID, "boot-id", "", "override the kernel's boot ID (development: several machines on one host)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	_ = fl.MarkHidden("boot-id")
 	return cmd
 }
 
+func userErrOf(err error) error {
+	if err == nil {
+		return nil
+	}
+	return userError{err}
+}
+
 // merged returns the config file's settings overridden by the flags that were set.
-func (f *runFlags) merged(fl *flag.FlagSet) (*config.Config, error) {
-	changed := map[string]bool{}
-	fl.Visit(func(f *flag.Flag) { changed[f.Name] = true })
+func (f *runFlags) merged(fl *pflag.FlagSet) (*config.Config, error) {
 	c := &config.Config{}
 	if f.configPath != "" {
 		if loaded, err := config.Load(f.configPath); err == nil {
 			c = loaded
-		} else if !(errors.Is(err, fs.ErrNotExist) && !changed["config"]) {
+		} else if !(errors.Is(err, fs.ErrNotExist) && !fl.Changed("config")) {
 			return nil, err
 		}
 	}
 	set := func(name string, apply func()) {
-		if changed[name] {
+		if fl.Changed(name) {
 			apply()
 		}
 	}
@@ -127,7 +132,7 @@ func (f *runFlags) merged(fl *flag.FlagSet) (*config.Config, error) {
 	set("executor", func() { c.Executor = f.c.Executor })
 	set("units-dir", func() { c.UnitsDir = f.c.UnitsDir })
 	set("lease-ttl", func() { c.LeaseTTL = f.c.LeaseTTL })
-	if changed["reboot-window-start"] || changed["reboot-window-length"] {
+	if fl.Changed("reboot-window-start") || fl.Changed("reboot-window-length") {
 		if f.windowStart == "" || f.windowLength == "" {
 			return nil, errors.New("--reboot-window-start and --reboot-window-length go together")
 		}
@@ -163,8 +168,8 @@ func newLogger(format, level string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("log format %q: want text or json", format)
 }
 
-func (f *runFlags) run(fl *flag.FlagSet) error {
-	c, err := f.merged(fl)
+func (f *runFlags) run(cmd *cobra.Command) error {
+	c, err := f.merged(cmd.Flags())
 	if err != nil {
 		return userError{err}
 	}

