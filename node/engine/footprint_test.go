@@ -50,6 +50,27 @@ func readStatus(tb testing.TB, pid int) procStatus {
 	return st
 }
 
+// cpuSeconds is the CPU time (user and system) a process has used so far, from /proc/PID/stat
+// (in USER_HZ ticks, 100 a second on Linux).
+func cpuSeconds(tb testing.TB, pid int) float64 {
+	tb.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(string(raw), ") ") // the command name may hold spaces
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		tb.Fatalf("/proc/%d/stat: %q", pid, raw)
+	}
+	utime, err1 := strconv.ParseFloat(f[11], 64)
+	stime, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		tb.Fatalf("/proc/%d/stat: %q", pid, raw)
+	}
+	return (utime + stime) / 100
+}
+
 func (a *procStatus) add(b procStatus) {
 	a.rss, a.anon, a.file, a.threads = a.rss+b.rss, a.anon+b.anon, a.file+b.file, a.threads+b.threads
 }
@@ -96,7 +117,9 @@ func floorProcess(tb testing.TB, c *etcdtest.Cluster) *exec.Cmd {
 // the resident set (VmRSS) of each is sampled every second for 10 s. The same run measures the
 // floor: a bare Go process with kiln's etcd client, a lease and a watch. Reported: the largest
 // kiln-node's mean RSS (rss-max-MB), the mean over the three (rss-MB) and the floor's
-// (floor-MB), in MB of 10^6 bytes.
+// (floor-MB), in MB of 10^6 bytes; and the CPU time a kiln-node used over the whole run, from
+// its start through placing and starting its units to the end of the samples (cpu-s, the
+// mean of the three), the price of the memory settings.
 func BenchmarkFootprint(b *testing.B) {
 	const nodes, units = 3, 100
 	for range b.N {
@@ -131,8 +154,11 @@ func BenchmarkFootprint(b *testing.B) {
 		mean := func(s procStatus) procStatus {
 			return procStatus{s.rss / samples, s.anon / samples, s.file / samples, s.threads / samples}
 		}
-		var total, largest float64
+		var total, largest, cpu float64
 		var per []string
+		for _, n := range ns {
+			cpu += cpuSeconds(b, n.cmd.Process.Pid) / nodes
+		}
 		for i, s := range sums {
 			m := mean(s)
 			total += m.rss / 1e6
@@ -143,6 +169,7 @@ func BenchmarkFootprint(b *testing.B) {
 		b.ReportMetric(largest, "rss-max-MB")
 		b.ReportMetric(total/nodes, "rss-MB")
 		b.ReportMetric(fl.rss/1e6, "floor-MB")
+		b.ReportMetric(cpu, "cpu-s")
 		b.Logf("steady state, %d units on %d kiln-node processes: RSS %s; floor (etcd client, lease, watch) %s",
 			units, nodes, strings.Join(per, ", "), fl)
 		if reps, ok := reported(cli); !ok || len(reps) != units {

@@ -81,6 +81,7 @@ func New(endpoints []string, ca, cert, key string) (*clientv3.Client, error) {
 		DialTimeout:          5 * time.Second,
 		DialKeepAliveTime:    5 * time.Second,
 		DialKeepAliveTimeout: 3 * time.Second,
+		DialOptions:          dialOptions(),
 		Logger:               zap.NewNop(),
 	})
 }
