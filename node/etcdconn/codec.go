@@ -48,9 +48,7 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 // Name is the content subtype: etcd's server decodes it with its usual protobuf codec.
 func (codec) Name() string { return "proto" }
 
-// dialOptions are the gRPC options of kiln's etcd clients: the codec above, and the smaller
-// buffers of a client that sends and receives small messages (gRPC's default is 32 KiB for
-// reading on every connection, and one to each of etcd's members).
+// dialOptions are the gRPC options of kiln's etcd clients: the codec above.
 func dialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(codec{fallback: encoding.GetCodecV2("proto")})),
