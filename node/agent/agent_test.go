@@ -102,6 +102,48 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// rolling is three supervised kiln-node processes that reboot one at a time (max 1), each
+// reboot taking 300 ms; they stop with the test.
+type rolling struct {
+	nodes []*node
+	ctx   context.Context
+	wg    *sync.WaitGroup
+}
+
+// startRolling starts the rolling cluster, with extra(i) the flags of node i.
+func startRolling(t *testing.T, c *etcdtest.Cluster, extra func(i int) []string) *rolling {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &rolling{ctx: ctx, wg: &sync.WaitGroup{}}
+	t.Cleanup(func() { cancel(); r.wg.Wait() })
+	delay := func() time.Duration { return 300 * time.Millisecond }
+	for i := range 3 {
+		n := newNode(t, c, fmt.Sprintf("node-%d", i), append([]string{"--max-concurrent", "1"}, extra(i)...)...)
+		r.nodes = append(r.nodes, n)
+		n.start(t)
+		r.wg.Go(func() { n.supervise(ctx, t, delay, delay) })
+	}
+	return r
+}
+
+// needReboot asks every node to reboot.
+func (r *rolling) needReboot(t *testing.T) {
+	for _, n := range r.nodes {
+		n.needReboot(t)
+	}
+}
+
+// allRebooted tells whether every node rebooted at least times and the lock is free.
+func (r *rolling) allRebooted(cli *clientv3.Client, times int) bool {
+	for _, n := range r.nodes {
+		if rb, _ := n.snapshot(); len(rb) < times {
+			return false
+		}
+	}
+	hs, ok := holders(cli)
+	return ok && len(hs) == 0
+}
+
 // TestIntegrationRollingReboot: three kiln-node processes all needing a reboot take turns
 // (max 1), each reboots once, the slot is free at the end; then a kiln ctl reboot request
 // reboots one machine once and is cleared.
@@ -111,34 +153,13 @@ func TestIntegrationRollingReboot(t *testing.T) {
 	}
 	c := etcdtest.Start(t)
 	cli := c.Client(t)
-	var nodes []*node
-	for i := range 3 {
-		n := newNode(t, c, fmt.Sprintf("node-%d", i), "--max-concurrent", "1", "--metadata", "rack="+strconv.Itoa(i))
-		n.needReboot(t)
-		nodes = append(nodes, n)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	delay := func() time.Duration { return 300 * time.Millisecond }
-	for _, n := range nodes {
-		n.start(t)
-		wg.Go(func() { n.supervise(ctx, t, delay, delay) })
-	}
+	r := startRolling(t, c, func(i int) []string { return []string{"--metadata", "rack=" + strconv.Itoa(i)} })
+	r.needReboot(t)
+	nodes := r.nodes
 	var s sampler
-	wg.Go(func() { s.run(ctx, t, cli, nodes, 1) })
+	r.wg.Go(func() { s.run(r.ctx, t, cli, nodes, 1) })
 
-	allRebooted := func(times int) func() bool {
-		return func() bool {
-			for _, n := range nodes {
-				if r, _ := n.snapshot(); len(r) < times {
-					return false
-				}
-			}
-			hs, ok := holders(cli)
-			return ok && len(hs) == 0
-		}
-	}
+	allRebooted := func(times int) func() bool { return func() bool { return r.allRebooted(cli, times) } }
 	waitUntil(t, 60*time.Second, "every machine rebooted, lock free", allRebooted(1))
 
 	ms, err := registry.List(context.Background(), cli)

@@ -3,9 +3,7 @@ package agent_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -57,18 +55,8 @@ func TestIntegrationRollingRebootKeepsAnInstance(t *testing.T) {
 	}
 	c := etcdtest.Start(t)
 	cli := c.Client(t)
-	var nodes []*node
-	for i := range 3 {
-		nodes = append(nodes, newNode(t, c, fmt.Sprintf("node-%d", i), "--max-concurrent", "1", "--executor", "exec"))
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	delay := func() time.Duration { return 300 * time.Millisecond }
-	for _, n := range nodes {
-		n.start(t)
-		wg.Go(func() { n.supervise(ctx, t, delay, delay) })
-	}
+	r := startRolling(t, c, func(int) []string { return []string{"--executor", "exec"} })
+	ctx := r.ctx
 	if _, err := submit.Submit(ctx, cli, []submit.File{{Name: "app@.service", Text: []byte(slowApp)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -77,13 +65,11 @@ func TestIntegrationRollingRebootKeepsAnInstance(t *testing.T) {
 	}
 	waitUntil(t, 60*time.Second, "both instances active", func() bool { n, ok := activeApps(cli); return ok && n == 2 })
 
-	for _, n := range nodes {
-		n.needReboot(t)
-	}
+	r.needReboot(t)
 	var samples, silent atomic.Int64
 	var s sampler
-	wg.Go(func() { s.run(ctx, t, cli, nodes, 1) })
-	wg.Go(func() {
+	r.wg.Go(func() { s.run(ctx, t, cli, r.nodes, 1) })
+	r.wg.Go(func() {
 		for ctx.Err() == nil {
 			if n, ok := activeApps(cli); ok {
 				samples.Add(1)
@@ -94,15 +80,7 @@ func TestIntegrationRollingRebootKeepsAnInstance(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	})
-	waitUntil(t, 2*time.Minute, "every machine rebooted, lock free", func() bool {
-		for _, n := range nodes {
-			if r, _ := n.snapshot(); len(r) < 1 {
-				return false
-			}
-		}
-		hs, ok := holders(cli)
-		return ok && len(hs) == 0
-	})
+	waitUntil(t, 2*time.Minute, "every machine rebooted, lock free", func() bool { return r.allRebooted(cli, 1) })
 	waitUntil(t, 30*time.Second, "both instances active again", func() bool { n, ok := activeApps(cli); return ok && n == 2 })
 	t.Logf("%d samples, %d with no instance active; peak %d holders, peak %d rebooting", samples.Load(), silent.Load(), s.peakHolders.Load(), s.peakRebooting.Load())
 	if silent.Load() > 0 {
