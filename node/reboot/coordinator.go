@@ -90,6 +90,21 @@ type Config struct {
 	Log      *slog.Logger
 }
 
+// nextBackoff doubles the wait after a failed check, from 250 ms up to a minute; a machine back
+// from its reboot that waits to be healthy (ErrUnhealthy) is not failing: it looks again every
+// unhealthyRetry at most, so that its slot goes as soon as it may.
+func nextBackoff(prev time.Duration, err error) time.Duration {
+	limit := time.Minute
+	if errors.Is(err, ErrUnhealthy) {
+		limit = unhealthyRetry
+	}
+	return min(max(2*prev, 250*time.Millisecond), limit)
+}
+
+// unhealthyRetry bounds the backoff between the checks of a machine that waits, back from its
+// reboot, to be healthy and to see its units run again.
+const unhealthyRetry = 4 * time.Second
+
 // DefaultUnitsWait is how long a machine back from a reboot waits for the units it ran to run
 // again before it releases its slot anyway.
 const DefaultUnitsWait = 5 * time.Minute
@@ -176,7 +191,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		wait := c.cfg.Interval
 		if err := c.Step(ctx); err != nil && ctx.Err() == nil {
 			checkErrors.Inc()
-			backoff = min(max(2*backoff, 250*time.Millisecond), time.Minute)
+			backoff = nextBackoff(backoff, err)
 			wait = backoff + time.Duration(rand.Int64N(int64(backoff)/2+1))
 			level := slog.LevelWarn
 			if errors.Is(err, ErrUnhealthy) {

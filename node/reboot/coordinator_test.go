@@ -3,6 +3,7 @@ package reboot
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -292,5 +293,19 @@ func TestCoordinatorWaitsForItsUnits(t *testing.T) {
 	step(t, third)
 	if m.locker.sem("default").Holds("m1") {
 		t.Fatal("still held past UnitsWait")
+	}
+}
+
+func TestNextBackoff(t *testing.T) {
+	failing, unhealthy := errors.New("etcd down"), fmt.Errorf("%w: units not running", ErrUnhealthy)
+	var f, u time.Duration
+	for range 12 {
+		f, u = nextBackoff(f, failing), nextBackoff(u, unhealthy)
+	}
+	if f != time.Minute || u != unhealthyRetry {
+		t.Fatalf("after 12 failures: %v for an error, %v for an unhealthy machine", f, u)
+	}
+	if b := nextBackoff(0, unhealthy); b != 250*time.Millisecond {
+		t.Fatalf("first retry %v", b)
 	}
 }
