@@ -10,6 +10,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/kiln-cluster/kiln/node/etcdconn"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/registry"
 	"github.com/kiln-cluster/kiln/node/schedule"
@@ -82,28 +83,17 @@ const loadPage = 5000
 // load reads every key under /kiln/ at one revision, a page at a time.
 func load(ctx context.Context, kv clientv3.KV) (*state, error) {
 	st := newState()
-	from, end := keys.Prefix, clientv3.GetPrefixRangeEnd(keys.Prefix)
-	for {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(loadPage)}
-		if st.rev != 0 {
-			opts = append(opts, clientv3.WithRev(st.rev))
-		}
-		resp, err := kv.Get(ctx, from, opts...)
-		if err != nil {
-			return nil, err
-		}
-		if st.rev == 0 {
-			st.rev = resp.Header.Revision
-			st.unitsRev = resp.Header.Revision
-		}
-		for _, kvp := range resp.Kvs {
+	err := etcdconn.Pages(ctx, kv, keys.Prefix, loadPage, func(rev int64, kvs []*mvccpb.KeyValue) bool {
+		st.rev, st.unitsRev = rev, rev
+		for _, kvp := range kvs {
 			st.put(string(kvp.Key), kvp.Value, kvp.ModRevision, kvp.Lease)
 		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			return st, nil
-		}
-		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
+	return st, nil
 }
 
 // applyWatch takes one watch response; it asks for a resync when the watch broke and reports

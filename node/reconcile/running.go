@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/kiln-cluster/kiln/node/etcdconn"
 	"github.com/kiln-cluster/kiln/node/executor"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/unit"
@@ -41,40 +44,26 @@ func RunningSomewhere(ctx context.Context, kv clientv3.KV, units []string, self 
 		waiting[u] = true
 	}
 	// The reports are keyed by machine first: read them all, a page at a time, at one revision.
-	key, end := keys.States, clientv3.GetPrefixRangeEnd(keys.States)
-	var rev int64
-	for len(waiting) > 0 {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(reportPage)}
-		if rev != 0 {
-			opts = append(opts, clientv3.WithRev(rev))
-		}
-		resp, err := kv.Get(ctx, key, opts...)
+	if len(waiting) > 0 {
+		err := etcdconn.Pages(ctx, kv, keys.States, reportPage, func(_ int64, kvs []*mvccpb.KeyValue) bool {
+			for _, kv := range kvs {
+				m, u, ok := keys.SplitMachineUnit(string(kv.Key), keys.States)
+				if !ok || !waiting[u] || (m == self && clientv3.LeaseID(kv.Lease) != lease) {
+					continue
+				}
+				var rep keys.UnitReport
+				if json.Unmarshal(kv.Value, &rep) == nil && rep.ActiveState == executor.Active {
+					delete(waiting, u)
+				}
+			}
+			return len(waiting) > 0
+		})
 		if err != nil {
 			return fmt.Errorf("read unit states: %w", err)
 		}
-		rev = resp.Header.Revision
-		for _, kv := range resp.Kvs {
-			m, u, ok := keys.SplitMachineUnit(string(kv.Key), keys.States)
-			if !ok || !waiting[u] || (m == self && clientv3.LeaseID(kv.Lease) != lease) {
-				continue
-			}
-			var rep keys.UnitReport
-			if json.Unmarshal(kv.Value, &rep) == nil && rep.ActiveState == executor.Active {
-				delete(waiting, u)
-			}
-		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			break
-		}
-		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
 	if len(waiting) == 0 {
 		return nil
 	}
-	names := make([]string, 0, len(waiting))
-	for u := range waiting {
-		names = append(names, u)
-	}
-	slices.Sort(names)
-	return fmt.Errorf("units not running again yet: %s", strings.Join(names, ", "))
+	return fmt.Errorf("units not running again yet: %s", strings.Join(slices.Sorted(maps.Keys(waiting)), ", "))
 }
