@@ -39,7 +39,7 @@ func newRootCmd() *cobra.Command {
 }
 
 func main() {
-	tuneMemory()
+	tuneRuntime()
 	root := newRootCmd()
 	err := root.Execute()
 	if err != nil {

@@ -180,6 +180,7 @@ func (f *runFlags) run(cmd *cobra.Command) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	go trimMemory(ctx)
 	err = agent.Run(ctx, agent.Options{
 		Config:       *c,
 		BootID:       f.bootID,
