@@ -17,7 +17,7 @@ import (
 	"github.com/kiln-cluster/kiln/bootstrap/pki"
 	"github.com/kiln-cluster/kiln/bootstrap/render"
 	"github.com/kiln-cluster/kiln/bootstrap/spec"
-	"github.com/kiln-cluster/kiln/node/config"
+	"github.com/kiln-cluster/kiln/node/ctl/clusterctx"
 	"github.com/kiln-cluster/kiln/node/version"
 )
 
@@ -118,7 +118,7 @@ func Validate(o Options) (*spec.Spec, error) {
 
 // Context says how kiln ctl reaches the cluster's etcd as the operator, with the certificates
 // kept in out/pki (as kiln render and kiln up keep them).
-func Context(s *spec.Spec, out string) (*config.Context, error) {
+func Context(s *spec.Spec, out string) (*clusterctx.Context, error) {
 	abs, err := filepath.Abs(filepath.Join(out, "pki"))
 	if err != nil {
 		return nil, err
@@ -127,7 +127,7 @@ func Context(s *spec.Spec, out string) (*config.Context, error) {
 	for _, m := range s.Cluster.Etcd.Members {
 		endpoints = append(endpoints, render.ClientURL(s, m))
 	}
-	return &config.Context{
+	return &clusterctx.Context{
 		Name:      s.Cluster.Name,
 		Endpoints: endpoints,
 		CA:        pki.CAPath(abs),

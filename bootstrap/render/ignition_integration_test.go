@@ -186,12 +186,12 @@ func assertNodeRoot(t *testing.T, root, variant, name string, member bool, binar
 	mode("etc/kiln/pki/client.key", 0o600)
 	mode("etc/kiln/pki/ca.crt", 0o644)
 
-	nc, err := nodeconfig.Load(filepath.Join(root, "etc/kiln/node.yaml"))
+	nc, err := nodeconfig.Load(filepath.Join(root, "etc/kiln/node.json"))
 	if err != nil {
-		t.Fatalf("%s: node.yaml: %v", name, err)
+		t.Fatalf("%s: node.json: %v", name, err)
 	}
 	if nc.Hostname != name || len(nc.Etcd.Endpoints) != 3 || nc.Reboot.MaxConcurrent != 2 || nc.Reboot.Window == nil || nc.UnitsDir != UnitsDir {
-		t.Errorf("%s: node.yaml = %+v", name, nc)
+		t.Errorf("%s: node.json = %+v", name, nc)
 	}
 	for _, ep := range nc.Etcd.Endpoints {
 		if h, _, err := net.SplitHostPort(strings.TrimPrefix(ep, "https://")); err != nil || net.ParseIP(h) == nil {
@@ -201,7 +201,7 @@ func assertNodeRoot(t *testing.T, root, variant, name string, member bool, binar
 	if !strings.Contains(read("etc/kiln/units/my-app@.service"), "Conflicts=my-app@*.service") {
 		t.Errorf("%s: the cluster's unit is missing", name)
 	}
-	if !strings.Contains(read("etc/kiln/units/units.yaml"), "instances: 2") {
+	if !strings.Contains(read("etc/kiln/units/units.json"), `"instances": 2`) {
 		t.Errorf("%s: the units manifest is missing", name)
 	}
 	preset := read("etc/systemd/system-preset/20-ignition.preset")

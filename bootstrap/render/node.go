@@ -85,7 +85,7 @@ func newCluster(s *spec.Spec, b *pki.Bundle) (*cluster, error) {
 		man.Units = append(man.Units, nodeconfig.ManifestUnit{Name: name, Instances: u.Instances, State: u.State})
 	}
 	if len(man.Units) > 0 {
-		raw, err := marshalYAML(man)
+		raw, err := man.Marshal()
 		if err != nil {
 			return nil, err
 		}
@@ -259,7 +259,7 @@ func (c *cluster) at(specPath string) place {
 	return place{c.s.File, line, col}
 }
 
-// perNode builds what only this node has: its name, addresses, certificates and node.yaml.
+// perNode builds what only this node has: its name, addresses, certificates and node.json.
 func (c *cluster) perNode(i int) (*doc, error) {
 	s := c.s
 	n := &s.Nodes[i]
@@ -329,7 +329,7 @@ func (c *cluster) perNode(i int) (*doc, error) {
 	return d, nil
 }
 
-// nodeConfig is the node's /etc/kiln/node.yaml.
+// nodeConfig is the node's /etc/kiln/node.json.
 func (c *cluster) nodeConfig(n *spec.Node) *nodeconfig.Config {
 	s := c.s
 	up := s.Cluster.Updates

@@ -2,7 +2,7 @@
 // the Ignition config that Butane translates it to, validated by the Ignition library.
 //
 // What nodes of one role (etcd member or not) share is translated once; what differs per node
-// (its name, addresses, certificates and node.yaml; all of them files) is encoded on its own and
+// (its name, addresses, certificates and node.json; all of them files) is encoded on its own and
 // spliced in. Nodes with their own snippets, or whose files collide with shared ones, take the
 // whole translation. Both ways give byte-identical output; the tests hold them to it.
 package render

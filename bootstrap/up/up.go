@@ -15,7 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kiln-cluster/kiln/internal/atomicfile"
-	"github.com/kiln-cluster/kiln/node/config"
+	"github.com/kiln-cluster/kiln/node/ctl/clusterctx"
 	"github.com/kiln-cluster/kiln/node/etcdconn"
 	"github.com/kiln-cluster/kiln/node/registry"
 )
@@ -79,7 +79,7 @@ type Journaler interface {
 // Up brings the plan's cluster up with d and, when p.Wait, waits until every etcd member of the
 // context answers healthy and every node's kiln-node has registered, reporting each step to r.
 // timeout bounds the wait (not the driver's work).
-func Up(ctx context.Context, d Driver, p *Plan, cc *config.Context, r Reporter, timeout time.Duration) error {
+func Up(ctx context.Context, d Driver, p *Plan, cc *clusterctx.Context, r Reporter, timeout time.Duration) error {
 	if err := d.Up(ctx, p, r); err != nil {
 		return err
 	}
@@ -113,7 +113,7 @@ func (e *NodeError) Error() string { return fmt.Sprintf("%s: %s: %v", e.Node, e.
 func (e *NodeError) Unwrap() error { return e.Err }
 
 // waitCluster polls etcd's members and the machine registry until all are there.
-func waitCluster(ctx context.Context, p *Plan, cc *config.Context, r Reporter) error {
+func waitCluster(ctx context.Context, p *Plan, cc *clusterctx.Context, r Reporter) error {
 	members := p.Compiled.Spec.Cluster.Etcd.Members
 	healthy := map[string]bool{}
 	registered := map[string]bool{}
@@ -209,7 +209,7 @@ func waitError(p *Plan, members []string, healthy, registered map[string]bool, l
 }
 
 // memberHealthy asks the member at ep for its status, with the context's client certificate.
-func memberHealthy(ctx context.Context, ep string, cc *config.Context) error {
+func memberHealthy(ctx context.Context, ep string, cc *clusterctx.Context) error {
 	cli, err := etcdconn.New([]string{ep}, cc.CA, cc.Cert, cc.Key)
 	if err != nil {
 		return err
@@ -243,7 +243,7 @@ func Down(ctx context.Context, d Driver, p *Plan, r Reporter) error {
 	if err := d.Down(ctx, p, r); err != nil {
 		return err
 	}
-	if cur, path, err := config.LoadCurrentContext(); err == nil && cur.Name == p.Cluster() {
+	if cur, path, err := clusterctx.LoadCurrentContext(); err == nil && cur.Name == p.Cluster() {
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}

@@ -37,8 +37,8 @@ A node whose certificates are already in place and fit its keys does nothing: re
 enrol again. Without --server, the server is the one named by ignition.config.url on the kernel
 command line: the one that served the node's config. The unit kiln-enrol.service runs this
 before etcd and kiln-node on machines booted over the network.`,
-		Example: `  kiln-node enrol --config /etc/kiln/node.yaml --etcd-dir /etc/kiln/pki/etcd
-  kiln-node enrol --config /etc/kiln/node.yaml --server http://10.0.0.1:8080`,
+		Example: `  kiln-node enrol --config /etc/kiln/node.json --etcd-dir /etc/kiln/pki/etcd
+  kiln-node enrol --config /etc/kiln/node.json --server http://10.0.0.1:8080`,
 		Args: func(cmd *cobra.Command, a []string) error { return exitcode.UserErr(cobra.NoArgs(cmd, a)) },
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := config.Load(configPath)

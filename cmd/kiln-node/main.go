@@ -20,7 +20,7 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "kiln-node",
 		Short:         "The kiln node daemon: machine registry, reboot coordination and unit scheduling through etcd",
-		Example:       "  kiln-node run --config /etc/kiln/node.yaml",
+		Example:       "  kiln-node run --config /etc/kiln/node.json",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -48,7 +48,7 @@ func runCommand(f *runFlags) *cobra.Command {
 		Long: `Run the node daemon. Settings come from the config file (` + config.DefaultPath + `);
 every setting can also be given as a flag, which wins over the file, so that several nodes can run
 on one host for tests and development.`,
-		Example: `  kiln-node run --config /etc/kiln/node.yaml
+		Example: `  kiln-node run --config /etc/kiln/node.json
   kiln-node run --etcd-endpoints https://10.0.0.11:2379 --etcd-ca pki/ca.crt \
     --etcd-cert pki/nodes/node1/client.crt --etcd-key pki/nodes/node1/client.key \
     --machine-id node1 --data-dir /tmp/node1 --strategy etcd-lock --reboot-command 'systemctl reboot'`,

@@ -11,11 +11,11 @@ import (
 
 func TestRunFlagsOverrideTheConfigFile(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, "node.yaml")
-	os.WriteFile(path, []byte(`machineID: from-file
-metadata: {region: east}
-etcd: {endpoints: ["https://10.0.0.11:2379"], ca: /ca, cert: /c, key: /k}
-reboot: {strategy: reboot, maxConcurrent: 3, window: {start: "Sun 04:00", length: 1h}}
+	path := filepath.Join(dir, "node.json")
+	os.WriteFile(path, []byte(`{"machineID": "from-file",
+"metadata": {"region": "east"},
+"etcd": {"endpoints": ["https://10.0.0.11:2379"], "ca": "/ca", "cert": "/c", "key": "/k"},
+"reboot": {"strategy": "reboot", "maxConcurrent": 3, "window": {"start": "Sun 04:00", "length": "1h"}}}
 `), 0o600)
 	rf := &runFlags{}
 	cmd := runCommand(rf)
@@ -39,7 +39,7 @@ func TestRunRefusesBadSettings(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"explicit config missing", []string{"--config", "/does/not/exist.yaml"}, "no such file"},
+		{"explicit config missing", []string{"--config", "/does/not/exist.json"}, "no such file"},
 		{"no etcd", []string{"--config="}, "no etcd endpoints"},
 		{"plain http", []string{"--config=", "--etcd-endpoints", "http://127.0.0.1:2379", "--etcd-ca", "a", "--etcd-cert", "b", "--etcd-key", "c"}, "https://"},
 		{"bad strategy", []string{"--config=", "--strategy", "sometimes"}, "unknown reboot strategy"},

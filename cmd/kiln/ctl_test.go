@@ -11,8 +11,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kiln-cluster/kiln/internal/etcdtest"
-	"github.com/kiln-cluster/kiln/node/config"
 	"github.com/kiln-cluster/kiln/node/ctl"
+	"github.com/kiln-cluster/kiln/node/ctl/clusterctx"
 	"github.com/kiln-cluster/kiln/node/keys"
 	"github.com/kiln-cluster/kiln/node/lock"
 	"github.com/kiln-cluster/kiln/node/registry"
@@ -113,7 +113,7 @@ func TestIntegrationCtl(t *testing.T) {
 
 	// Flags and KILN_ETCD_* win over the context: a context pointing nowhere is not read.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
-	if err := config.SaveContext(bad, &config.Context{Endpoints: []string{"https://127.0.0.1:1"}, CA: c.ClientTLS().CA, Cert: c.ClientTLS().Cert, Key: c.ClientTLS().Key}); err != nil {
+	if err := clusterctx.SaveContext(bad, &clusterctx.Context{Endpoints: []string{"https://127.0.0.1:1"}, CA: c.ClientTLS().CA, Cert: c.ClientTLS().Cert, Key: c.ClientTLS().Key}); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv(ctl.EnvEndpoints, strings.Join(c.Endpoints(), ","))
@@ -130,7 +130,7 @@ func ctlCluster(t *testing.T) (*etcdtest.Cluster, *clientv3.Client) {
 	tl := c.ClientTLS()
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	t.Setenv(ctl.EnvContext, "")
-	if _, err := config.WriteCurrentContext(&config.Context{Name: "test", Endpoints: c.Endpoints(), CA: tl.CA, Cert: tl.Cert, Key: tl.Key}); err != nil {
+	if _, err := clusterctx.WriteCurrentContext(&clusterctx.Context{Name: "test", Endpoints: c.Endpoints(), CA: tl.CA, Cert: tl.Cert, Key: tl.Key}); err != nil {
 		t.Fatal(err)
 	}
 	return c, c.Client(t)

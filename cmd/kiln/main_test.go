@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kiln-cluster/kiln/node/config"
+	"github.com/kiln-cluster/kiln/node/ctl/clusterctx"
 )
 
 // kiln runs the CLI in-process and returns its exit code and output.
@@ -77,14 +77,14 @@ func TestRenderIsAtomicAndRepeatable(t *testing.T) {
 		}
 	}
 	// kiln ctl finds the cluster with no flags: the current context is this render's.
-	ctx, _, err := config.LoadCurrentContext()
+	ctx, _, err := clusterctx.LoadCurrentContext()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ctx.Name != "demo" || len(ctx.Endpoints) != 3 || ctx.Cert != filepath.Join(out, "pki", "operator.crt") {
 		t.Errorf("current context = %+v", ctx)
 	}
-	if _, err := config.LoadContext(filepath.Join(out, "pki", "context.yaml")); err != nil {
+	if _, err := clusterctx.LoadContext(filepath.Join(out, "pki", "context.yaml")); err != nil {
 		t.Errorf("OUT/pki/context.yaml: %v", err)
 	}
 	for _, p := range []string{"pki/ca.key", "pki/operator.key", "pki/nodes/node2/peer.key", "node1/config.ign"} {

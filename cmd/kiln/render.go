@@ -11,7 +11,7 @@ import (
 	"github.com/kiln-cluster/kiln/bootstrap/deliver"
 	"github.com/kiln-cluster/kiln/bootstrap/render"
 	"github.com/kiln-cluster/kiln/internal/exitcode"
-	"github.com/kiln-cluster/kiln/node/config"
+	"github.com/kiln-cluster/kiln/node/ctl/clusterctx"
 )
 
 func init() {
@@ -95,7 +95,7 @@ func compileForRender(file, out string, strict bool, w io.Writer) (*render.Compi
 
 // writeRendered writes the compiled cluster into out (as kiln render does) with its context in
 // out/pki, and makes that context current for kiln ctl. It returns where the current context is.
-func writeRendered(c *render.Compiled, out string) (string, *config.Context, error) {
+func writeRendered(c *render.Compiled, out string) (string, *clusterctx.Context, error) {
 	ctx, err := deliver.Context(c.Spec, out)
 	if err != nil {
 		return "", nil, err
@@ -104,10 +104,10 @@ func writeRendered(c *render.Compiled, out string) (string, *config.Context, err
 	if err != nil {
 		return "", nil, err
 	}
-	if err := render.Write(out, c.Nodes, c.PKI, map[string][]byte{"pki/" + config.ContextFile: raw}); err != nil {
+	if err := render.Write(out, c.Nodes, c.PKI, map[string][]byte{"pki/" + clusterctx.ContextFile: raw}); err != nil {
 		return "", nil, exitcode.UserErr(err)
 	}
 	// kiln ctl now talks to this cluster with no flags.
-	current, err := config.WriteCurrentContext(ctx)
+	current, err := clusterctx.WriteCurrentContext(ctx)
 	return current, ctx, err
 }

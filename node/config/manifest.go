@@ -1,6 +1,11 @@
 package config
 
-import "gopkg.in/yaml.v3"
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
 
 // The units the generator places on every node: the unit files and a manifest that says what to
 // start of them, in DefaultUnitsDir. kiln render writes them; kiln-node submits them to the
@@ -9,14 +14,14 @@ const (
 	// DefaultUnitsDir is where the generator puts the cluster's unit files and the manifest.
 	DefaultUnitsDir = "/etc/kiln/units"
 	// ManifestName is the manifest's file name in the units folder.
-	ManifestName = "units.yaml"
+	ManifestName = "units.json"
 	// DefaultManifestPath is the manifest on a node.
 	DefaultManifestPath = DefaultUnitsDir + "/" + ManifestName
 )
 
 // Manifest is the list of the cluster's units, in the order of the spec.
 type Manifest struct {
-	Units []ManifestUnit `yaml:"units"`
+	Units []ManifestUnit `json:"units"`
 }
 
 // ManifestUnit is one unit file of the units folder and what to start of it: a template
@@ -24,17 +29,26 @@ type Manifest struct {
 // inactive, and empty means launched.
 type ManifestUnit struct {
 	// Name is the unit file's name in the units folder (a name, not a path).
-	Name      string `yaml:"name"`
-	Instances int    `yaml:"instances,omitempty"`
-	State     string `yaml:"state,omitempty"`
+	Name      string `json:"name"`
+	Instances int    `json:"instances,omitempty"`
+	State     string `json:"state,omitempty"`
 }
 
 // ParseManifest reads a manifest. Fields it does not know are ignored: a node may be older than
 // the generator.
 func ParseManifest(raw []byte) (*Manifest, error) {
 	var m Manifest
-	if err := yaml.Unmarshal(raw, &m); err != nil {
+	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&m); err != nil {
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) {
+			return nil, fmt.Errorf("%s: %w", position(raw, syn.Offset-1)[1:], err)
+		}
 		return nil, err
 	}
 	return &m, nil
+}
+
+// Marshal renders m as indented JSON; the generator writes this to every node.
+func (m *Manifest) Marshal() ([]byte, error) {
+	return marshal(m)
 }

@@ -16,7 +16,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/kiln-cluster/kiln/node/config"
+	"github.com/kiln-cluster/kiln/node/ctl/clusterctx"
 	"github.com/kiln-cluster/kiln/node/etcdconn"
 )
 
@@ -41,11 +41,11 @@ type Target struct {
 // Resolve fills every field from, in order: the flags, the KILN_ETCD_* variables, the context
 // file (--context, $KILN_CONTEXT, else the current context). The context is read only when
 // something is still missing.
-func Resolve(flags Target, getenv func(string) string) (*config.Context, error) {
+func Resolve(flags Target, getenv func(string) string) (*clusterctx.Context, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	out := &config.Context{Endpoints: flags.Endpoints, CA: flags.CA, Cert: flags.Cert, Key: flags.Key}
+	out := &clusterctx.Context{Endpoints: flags.Endpoints, CA: flags.CA, Cert: flags.Cert, Key: flags.Key}
 	if len(out.Endpoints) == 0 && getenv(EnvEndpoints) != "" {
 		for ep := range strings.SplitSeq(getenv(EnvEndpoints), ",") {
 			if ep = strings.TrimSpace(ep); ep != "" {
@@ -68,14 +68,14 @@ func Resolve(flags Target, getenv func(string) string) (*config.Context, error) 
 	if path == "" {
 		path = getenv(EnvContext)
 	}
-	var ctxFile *config.Context
+	var ctxFile *clusterctx.Context
 	var err error
 	if path != "" {
-		ctxFile, err = config.LoadContext(path)
+		ctxFile, err = clusterctx.LoadContext(path)
 	} else {
-		ctxFile, _, err = config.LoadCurrentContext()
+		ctxFile, _, err = clusterctx.LoadCurrentContext()
 	}
-	if errors.Is(err, config.ErrNoContext) && len(out.Missing()) < 4 {
+	if errors.Is(err, clusterctx.ErrNoContext) && len(out.Missing()) < 4 {
 		return nil, out.Incomplete() // some given: say which are missing
 	}
 	if err != nil {
@@ -104,7 +104,7 @@ func New(etcd *clientv3.Client) *Client { return &Client{etcd: etcd} }
 
 // Dial opens a Client of the resolved target; Close it when done. Settings that etcd's TLS
 // refuses are an error at once (etcdconn.ErrTLS), not a timeout later.
-func Dial(c *config.Context) (*Client, error) {
+func Dial(c *clusterctx.Context) (*Client, error) {
 	cli, err := etcdconn.Dial(context.Background(), c.Endpoints, c.CA, c.Cert, c.Key)
 	if err != nil {
 		return nil, err

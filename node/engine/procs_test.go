@@ -434,12 +434,10 @@ Global=true
 MachineMetadata=role=worker
 `,
 		"my-app@.service": appUnit(tag),
-		"units.yaml": `units:
-- name: log-agent.service
-  state: launched
-- name: my-app@.service
-  instances: 2
-  state: launched
+		"units.json": `{"units": [
+  {"name": "log-agent.service", "state": "launched"},
+  {"name": "my-app@.service", "instances": 2, "state": "launched"}
+]}
 `,
 	}
 	for name, text := range files {

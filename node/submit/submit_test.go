@@ -33,17 +33,17 @@ func TestReadDir(t *testing.T) {
 		err   error
 	}{
 		{"no manifest", map[string]string{"app@.service": tmpl}, nil, nil},
-		{"template with instances", map[string]string{"app@.service": tmpl, "units.yaml": "units:\n- {name: app@.service, instances: 2}\n"},
+		{"template with instances", map[string]string{"app@.service": tmpl, "units.json": `{"units": [{"name": "app@.service", "instances": 2}]}`},
 			[]string{"app@.service=inactive", "app@1.service=launched", "app@2.service=launched"}, nil},
-		{"plain unit loaded", map[string]string{"web.service": "[Service]\nExecStart=/bin/web\n", "units.yaml": "units:\n- {name: web.service, state: loaded}\n"},
+		{"plain unit loaded", map[string]string{"web.service": "[Service]\nExecStart=/bin/web\n", "units.json": `{"units": [{"name": "web.service", "state": "loaded"}]}`},
 			[]string{"web.service=loaded"}, nil},
-		{"instances of a plain unit", map[string]string{"web.service": "[Service]\nExecStart=/bin/web\n", "units.yaml": "units:\n- {name: web.service, instances: 2}\n"},
+		{"instances of a plain unit", map[string]string{"web.service": "[Service]\nExecStart=/bin/web\n", "units.json": `{"units": [{"name": "web.service", "instances": 2}]}`},
 			nil, submit.ErrManifest},
-		{"bad state", map[string]string{"web.service": "[Service]\nExecStart=/bin/web\n", "units.yaml": "units:\n- {name: web.service, state: running}\n"},
+		{"bad state", map[string]string{"web.service": "[Service]\nExecStart=/bin/web\n", "units.json": `{"units": [{"name": "web.service", "state": "running"}]}`},
 			nil, unit.ErrState},
-		{"bad unit file", map[string]string{"web.service": "[X-Fleet]\nMachineMetdata=a=b\n", "units.yaml": "units:\n- {name: web.service}\n"},
+		{"bad unit file", map[string]string{"web.service": "[X-Fleet]\nMachineMetdata=a=b\n", "units.json": `{"units": [{"name": "web.service"}]}`},
 			nil, unit.ErrUnknownKey},
-		{"a path, not a name", map[string]string{"units.yaml": "units:\n- {name: ../web.service}\n"}, nil, submit.ErrManifest},
+		{"a path, not a name", map[string]string{"units.json": `{"units": [{"name": "../web.service"}]}`}, nil, submit.ErrManifest},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -163,7 +163,7 @@ func TestReadDirExampleUnits(t *testing.T) {
 		}
 		write(t, dir, map[string]string{name: string(raw)})
 	}
-	write(t, dir, map[string]string{"units.yaml": "units:\n    - name: my-app@.service\n      instances: 2\n      state: launched\n    - name: node-exporter.service\n      state: launched\n"})
+	write(t, dir, map[string]string{"units.json": `{"units": [{"name": "my-app@.service", "instances": 2, "state": "launched"}, {"name": "node-exporter.service", "state": "launched"}]}`})
 	plan, _, err := submit.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)

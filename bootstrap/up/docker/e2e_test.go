@@ -20,7 +20,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kiln-cluster/kiln/internal/testkit"
-	"github.com/kiln-cluster/kiln/node/config"
+	"github.com/kiln-cluster/kiln/node/ctl/clusterctx"
 	"github.com/kiln-cluster/kiln/node/etcdconn"
 )
 
@@ -480,9 +480,9 @@ func (c *cluster) watchRollingReboot(before map[string]string, timeout time.Dura
 }
 
 // etcd is a client of the cluster, from the context kiln up left, and that context.
-func (c *cluster) etcd() (*clientv3.Client, *config.Context) {
+func (c *cluster) etcd() (*clientv3.Client, *clusterctx.Context) {
 	c.t.Helper()
-	cc, err := config.LoadContext(filepath.Join(c.out, "pki", config.ContextFile))
+	cc, err := clusterctx.LoadContext(filepath.Join(c.out, "pki", clusterctx.ContextFile))
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -1,4 +1,7 @@
-package config
+// Package clusterctx is the cluster context file: how the operator's tools (kiln ctl) reach a
+// cluster's etcd. kiln render and kiln up write it; kiln ctl reads it. It is YAML, for people to
+// read and edit; kiln-node does not use it (and so carries no YAML parser).
+package clusterctx
 
 import (
 	"bytes"

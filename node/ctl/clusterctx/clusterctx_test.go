@@ -1,4 +1,4 @@
-package config
+package clusterctx
 
 import (
 	"os"
