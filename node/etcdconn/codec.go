@@ -52,5 +52,7 @@ func (codec) Name() string { return "proto" }
 func dialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(codec{fallback: encoding.GetCodecV2("proto")})),
+		grpc.WithSharedWriteBuffer(true),
+		grpc.WithReadBufferSize(8 << 10),
 	}
 }

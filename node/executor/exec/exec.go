@@ -395,6 +395,8 @@ type execUnit struct {
 	skipWait chan struct{} // closed to end the current auto-restart delay
 	// wake is closed (and replaced) at every state change, for waiters.
 	wake chan struct{}
+	// waiting is the process that the activation goroutine waits for, if any (waitProc).
+	waiting *proc
 }
 
 func (u *execUnit) running() bool { return u.done != nil && !isClosed(u.done) }
@@ -504,6 +506,7 @@ func (u *execUnit) stop(ctx context.Context) error {
 	}
 	stopReq, kill, done := u.stopReq, u.kill, u.done
 	u.stopOnce.Do(func() { close(stopReq) })
+	u.wakeWaiting()
 	u.e.mu.Unlock()
 	select {
 	case <-done:
@@ -511,6 +514,9 @@ func (u *execUnit) stop(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	u.killOnce.Do(func() { close(kill) })
+	u.e.mu.Lock()
+	u.wakeWaiting()
+	u.e.mu.Unlock()
 	<-done // SIGKILL has been sent to every group: this is quick
 	return nil
 }
@@ -525,7 +531,7 @@ func (u *execUnit) run(svc *service, stopReq, kill, done chan struct{}) {
 			// The main process runs: wait for it here, in run's small frame rather than
 			// activate's, so that the garbage collector shrinks the stack that a running unit
 			// keeps to 4 KiB (BenchmarkFootprint: 8 KiB a unit otherwise).
-			exited, err := m.wait(stopReq, kill)
+			exited, err := u.waitProc(m.p, time.Time{}, stopReq, kill)
 			result, signaled, stopped = u.afterMain(svc, m, exited, err, kill, log)
 		}
 		if stopped {
@@ -597,19 +603,8 @@ func (u *execUnit) finish(active, sub, result string) {
 // mainProc is a unit's main process once its start has succeeded: run waits for it.
 type mainProc struct {
 	pid     int
-	exited  chan error // receives the process's end once
+	p       *proc
 	envMain map[string]string
-}
-
-// wait waits for the main process to exit (exited is then true, with its error) or for a stop.
-func (m *mainProc) wait(stopReq, kill chan struct{}) (exited bool, err error) {
-	select {
-	case err := <-m.exited:
-		return true, err
-	case <-stopReq:
-	case <-kill:
-	}
-	return false, nil
 }
 
 // activate runs the commands of one start: pre, main, post. When the main process is left
@@ -675,8 +670,7 @@ func (u *execUnit) activate(svc *service, stopReq, kill chan struct{}, log *slog
 		return "exit-code", false, false, nil
 	}
 	pid := main.Process.Pid
-	exited := make(chan error, 1)
-	go func() { exited <- waitCmd(main) }()
+	p := newProc(main)
 	u.e.mu.Lock()
 	u.main = main
 	u.mainSt = 0
@@ -690,13 +684,13 @@ func (u *execUnit) activate(svc *service, stopReq, kill chan struct{}, log *slog
 	if len(svc.StartPost) > 0 {
 		u.set(executor.Activating, "start-post")
 		if res, intr := runAll(svc.StartPost, envMain, ""); intr || res != "success" {
-			u.terminate(svc, pid, exited, kill)
+			u.terminate(svc, p, kill)
 			cleanup(pid)
 			return res, false, intr, nil
 		}
 	}
 	u.set(executor.Active, "running")
-	return "", false, false, &mainProc{pid: pid, exited: exited, envMain: envMain}
+	return "", false, false, &mainProc{pid: pid, p: p, envMain: envMain}
 }
 
 // afterMain ends an activation whose main process ran: after it exited (err is then its end)
@@ -712,7 +706,7 @@ func (u *execUnit) afterMain(svc *service, m *mainProc, exited bool, err error, 
 	}
 	u.set(executor.Deactivating, "stop")
 	u.runStop(svc, svc.Stop, m.envMain, kill, log)
-	u.terminate(svc, m.pid, m.exited, kill)
+	u.terminate(svc, m.p, kill)
 	u.cleanup(svc, m.envMain, m.pid, kill, log)
 	return "success", false, true
 }
@@ -738,34 +732,27 @@ func (u *execUnit) cleanup(svc *service, env map[string]string, mainPID int, kil
 	u.killGroups(svc, kill)
 }
 
-// terminate ends the main process: SIGTERM to every group, SIGKILL after TimeoutStopSec or at
-// once when kill is closed; it returns when the main process has exited.
-func (u *execUnit) terminate(svc *service, pid int, exited chan error, kill chan struct{}) {
-	select {
-	case <-exited:
-		u.dropGroup(pid)
+// terminate ends a process of the unit (its main process, or a command that a stop
+// interrupted): SIGTERM to every group, SIGKILL after TimeoutStopSec or at once when kill is
+// closed; it returns when the process has exited.
+func (u *execUnit) terminate(svc *service, p *proc, kill chan struct{}) {
+	pid := p.cmd.Process.Pid
+	defer u.dropGroup(pid)
+	if ended, _ := u.waitProc(p, time.Now(), nil, nil); ended {
 		return
-	default:
 	}
 	u.set(executor.Deactivating, "stop-sigterm")
 	u.signalGroups(syscall.SIGTERM)
-	var timeout <-chan time.Time
+	var deadline time.Time
 	if svc.TimeoutStop > 0 {
-		t := time.NewTimer(svc.TimeoutStop)
-		defer t.Stop()
-		timeout = t.C
+		deadline = time.Now().Add(svc.TimeoutStop)
 	}
-	select {
-	case <-exited:
-		u.dropGroup(pid)
+	if ended, _ := u.waitProc(p, deadline, nil, kill); ended {
 		return
-	case <-timeout:
-	case <-kill:
 	}
 	u.set(executor.Deactivating, "stop-sigkill")
 	u.signalGroups(syscall.SIGKILL)
-	<-exited
-	u.dropGroup(pid)
+	u.waitProc(p, time.Time{}, nil, nil)
 }
 
 // killGroups ends what is left in the unit's process groups (background processes of its
@@ -829,18 +816,13 @@ func (u *execUnit) runSync(svc *service, c command, env map[string]string, stopR
 		log.Warn("command failed", "cmd", c.Path, "err", err)
 		return "exit-code", false
 	}
-	pid := cmd.Process.Pid
-	exited := make(chan error, 1)
-	go func() { exited <- waitCmd(cmd) }()
-	select {
-	case err := <-exited:
-		u.dropGroup(pid)
+	p := newProc(cmd)
+	if ended, err := u.waitProc(p, time.Time{}, stopReq, kill); ended {
+		u.dropGroup(cmd.Process.Pid)
 		res, _ := exitResult(err, svc)
 		return res, false
-	case <-stopReq:
-	case <-kill:
 	}
-	u.terminate(svc, pid, exited, kill)
+	u.terminate(svc, p, kill)
 	return "success", true
 }
 

@@ -28,9 +28,9 @@ func threads(t *testing.T) int {
 	return 0
 }
 
-// TestWaitCmdHoldsNoThread: waiting for 40 running processes costs no thread each (cmd.Wait
+// TestWaitProcHoldsNoThread: waiting for 40 running processes costs no thread each (cmd.Wait
 // would block 40 threads in waitid), and each wait still returns the process's end.
-func TestWaitCmdHoldsNoThread(t *testing.T) {
+func TestWaitProcHoldsNoThread(t *testing.T) {
 	const n = 40
 	before := threads(t)
 	var cmds []*osexec.Cmd
@@ -42,7 +42,14 @@ func TestWaitCmdHoldsNoThread(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = cmd.Process.Kill() })
 		cmds = append(cmds, cmd)
-		go func() { done <- waitCmd(cmd) }()
+		u, p := &execUnit{e: &Executor{}}, newProc(cmd)
+		if p.poll == nil {
+			t.Fatal("no pidfd for a child process")
+		}
+		go func() {
+			_, err := u.waitProc(p, time.Time{}, nil, nil)
+			done <- err
+		}()
 	}
 	time.Sleep(300 * time.Millisecond)
 	if grown := threads(t) - before; grown >= n/2 {
@@ -65,5 +72,50 @@ func TestWaitCmdHoldsNoThread(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("a wait did not return after its process was killed")
 		}
+	}
+}
+
+// TestWaitProcWakes: a wait in the poller returns at its deadline and when a stop channel is
+// closed and the unit's wait woken (as stop does), and a later wait still sees the end.
+func TestWaitProcWakes(t *testing.T) {
+	cmd := osexec.Command("sleep", "1000")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	u, p := &execUnit{e: &Executor{}}, newProc(cmd)
+	if p.poll == nil {
+		t.Fatal("no pidfd for a child process")
+	}
+	start := time.Now()
+	if ended, err := u.waitProc(p, start.Add(100*time.Millisecond), nil, nil); ended || err != nil {
+		t.Fatalf("deadline: ended %v, %v", ended, err)
+	}
+	if d := time.Since(start); d < 100*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("deadline wait took %v", d)
+	}
+	stop := make(chan struct{})
+	res := make(chan bool, 1)
+	go func() { ended, _ := u.waitProc(p, time.Time{}, stop, nil); res <- ended }()
+	time.Sleep(100 * time.Millisecond)
+	u.e.mu.Lock()
+	close(stop)
+	u.wakeWaiting()
+	u.e.mu.Unlock()
+	select {
+	case ended := <-res:
+		if ended {
+			t.Fatal("the wait says the process ended; it was woken by the stop")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("closing the stop channel did not wake the wait")
+	}
+	_ = cmd.Process.Kill()
+	ended, err := u.waitProc(p, time.Now().Add(10*time.Second), nil, nil)
+	if !ended || err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("after the kill: ended %v, %v", ended, err)
+	}
+	if ended, err2 := u.waitProc(p, time.Time{}, nil, nil); !ended || err2 != err {
+		t.Fatalf("waiting again: %v, %v", ended, err2)
 	}
 }

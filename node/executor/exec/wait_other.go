@@ -2,7 +2,17 @@
 
 package exec
 
-import "os/exec"
+import (
+	"errors"
+	"time"
+)
 
-// waitCmd is cmd.Wait (see wait_linux.go).
-func waitCmd(cmd *osexec.Cmd) error { return cmd.Wait() }
+// pidPoll has no pidfds to poll here: openPidPoll always returns nil and procs are waited for
+// by a goroutine in cmd.Wait (see wait_linux.go).
+type pidPoll struct{}
+
+func openPidPoll(int) *pidPoll        { return nil }
+func (*pidPoll) block() (bool, error) { return false, errors.ErrUnsupported }
+func (*pidPoll) arm(time.Time) error  { return errors.ErrUnsupported }
+func (*pidPoll) poke()                {}
+func (*pidPoll) close()               {}
