@@ -530,7 +530,8 @@ func (u *execUnit) run(svc *service, stopReq, kill, done chan struct{}) {
 		if m != nil {
 			// The main process runs: wait for it here, in run's small frame rather than
 			// activate's, so that the garbage collector shrinks the stack that a running unit
-			// keeps to 4 KiB (BenchmarkFootprint: 8 KiB a unit otherwise).
+			// keeps to 4 KiB (BenchmarkFootprint: 8 KiB a unit otherwise). The restart logic
+			// is in methods of its own for the same reason.
 			exited, err := u.waitProc(m.p, time.Time{}, stopReq, kill)
 			result, signaled, stopped = u.afterMain(svc, m, exited, err, kill, log)
 		}
@@ -539,56 +540,65 @@ func (u *execUnit) run(svc *service, stopReq, kill, done chan struct{}) {
 			log.Info("unit stopped")
 			return
 		}
-		success := result == "success"
-		if !svc.restarts(success, signaled) {
-			if success {
-				u.finish(executor.Inactive, "dead", result)
-			} else {
-				u.finish(executor.Failed, "failed", result)
-				log.Warn("unit failed", "result", result)
-			}
+		if !u.restartAfter(svc, result, signaled, stopReq, log) {
 			return
 		}
-		// Start limit: StartBurst starts within StartLimit, as systemd counts them.
-		now := time.Now()
-		u.e.mu.Lock()
-		u.restartTimes = append(u.restartTimes, now)
-		var recent []time.Time
-		for _, t := range u.restartTimes {
-			if now.Sub(t) < svc.StartLimit {
-				recent = append(recent, t)
-			}
-		}
-		u.restartTimes = recent
-		hit := svc.StartBurst > 0 && len(recent) >= svc.StartBurst
-		u.e.mu.Unlock()
-		if hit {
-			u.finish(executor.Failed, "failed", "start-limit-hit")
-			log.Warn("unit failed", "result", "start-limit-hit")
-			return
-		}
-		skipWait := make(chan struct{})
-		u.e.mu.Lock()
-		u.result = result
-		u.skipWait = skipWait
-		u.e.mu.Unlock()
-		u.set(executor.Activating, "auto-restart")
-		log.Info("unit scheduled for restart", "result", result, "in", svc.RestartSec)
-		t := time.NewTimer(svc.RestartSec)
-		select {
-		case <-stopReq:
-			t.Stop()
-			u.finish(executor.Inactive, "dead", "success")
-			return
-		case <-skipWait:
-			t.Stop()
-		case <-t.C:
-		}
-		u.e.mu.Lock()
-		u.skipWait = nil
-		u.e.mu.Unlock()
-		u.set(executor.Activating, "start-pre")
 	}
+}
+
+// restartAfter ends an activation that ended with result, or waits to start it again (Restart=,
+// the start limit, RestartSec=): it returns whether to start again.
+func (u *execUnit) restartAfter(svc *service, result string, signaled bool, stopReq chan struct{}, log *slog.Logger) bool {
+	success := result == "success"
+	if !svc.restarts(success, signaled) {
+		if success {
+			u.finish(executor.Inactive, "dead", result)
+		} else {
+			u.finish(executor.Failed, "failed", result)
+			log.Warn("unit failed", "result", result)
+		}
+		return false
+	}
+	// Start limit: StartBurst starts within StartLimit, as systemd counts them.
+	now := time.Now()
+	u.e.mu.Lock()
+	u.restartTimes = append(u.restartTimes, now)
+	var recent []time.Time
+	for _, t := range u.restartTimes {
+		if now.Sub(t) < svc.StartLimit {
+			recent = append(recent, t)
+		}
+	}
+	u.restartTimes = recent
+	hit := svc.StartBurst > 0 && len(recent) >= svc.StartBurst
+	u.e.mu.Unlock()
+	if hit {
+		u.finish(executor.Failed, "failed", "start-limit-hit")
+		log.Warn("unit failed", "result", "start-limit-hit")
+		return false
+	}
+	skipWait := make(chan struct{})
+	u.e.mu.Lock()
+	u.result = result
+	u.skipWait = skipWait
+	u.e.mu.Unlock()
+	u.set(executor.Activating, "auto-restart")
+	log.Info("unit scheduled for restart", "result", result, "in", svc.RestartSec)
+	t := time.NewTimer(svc.RestartSec)
+	select {
+	case <-stopReq:
+		t.Stop()
+		u.finish(executor.Inactive, "dead", "success")
+		return false
+	case <-skipWait:
+		t.Stop()
+	case <-t.C:
+	}
+	u.e.mu.Lock()
+	u.skipWait = nil
+	u.e.mu.Unlock()
+	u.set(executor.Activating, "start-pre")
+	return true
 }
 
 func (u *execUnit) finish(active, sub, result string) {
