@@ -99,43 +99,47 @@ func Load(path string) (*Config, error) {
 func Parse(raw []byte, name string) (*Config, error) {
 	var c Config
 	if err := decodeStrict(raw, &c); err != nil {
-		return nil, fmt.Errorf("%s%w", name, err)
+		if at := where(raw, err); at != "" {
+			return nil, fmt.Errorf("%s:%s: %w", name, at, err)
+		}
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return &c, nil
 }
 
 // decodeStrict decodes one JSON value from raw into v: unknown fields and anything after the
-// value are errors. The error starts with ":LINE:COL: " when its position is known, else ": ".
+// value are errors.
 func decodeStrict(raw []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		if _, terr := dec.Token(); terr != io.EOF {
-			err = errors.New("more than one JSON value")
-		}
+	if err := dec.Decode(v); err != nil {
+		return err
 	}
-	if err == nil {
-		return nil
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("more than one JSON value")
 	}
+	return nil
+}
+
+// where is "LINE:COL" (both from 1) in raw of a JSON decoding error, or "" when the error
+// gives no offset.
+func where(raw []byte, err error) string {
+	var off int64
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
-	case errors.As(err, &syn): // Offset is just past the byte that is wrong
-		return fmt.Errorf("%s: %w", position(raw, syn.Offset-1), err)
-	case errors.As(err, &typ): // Offset is just past the value of the wrong type
-		return fmt.Errorf("%s: %w", position(raw, typ.Offset), err)
+	case errors.As(err, &syn):
+		off = syn.Offset - 1 // Offset is just past the byte that is wrong
+	case errors.As(err, &typ):
+		off = typ.Offset // just past the value of the wrong type
+	default:
+		return ""
 	}
-	return fmt.Errorf(": %w", err)
-}
-
-// position is ":LINE:COL" of the byte offset off in raw (both from 1).
-func position(raw []byte, off int64) string {
 	off = min(max(off, 0), int64(len(raw)))
 	before := raw[:off]
 	line := bytes.Count(before, []byte("\n")) + 1
 	col := int(off) - (bytes.LastIndexByte(before, '\n') + 1) + 1
-	return fmt.Sprintf(":%d:%d", line, col)
+	return fmt.Sprintf("%d:%d", line, col)
 }
 
 // Marshal renders c as indented JSON; the generator writes this to every node.

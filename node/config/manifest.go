@@ -3,7 +3,6 @@ package config
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 )
 
@@ -39,9 +38,8 @@ type ManifestUnit struct {
 func ParseManifest(raw []byte) (*Manifest, error) {
 	var m Manifest
 	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&m); err != nil {
-		var syn *json.SyntaxError
-		if errors.As(err, &syn) {
-			return nil, fmt.Errorf("%s: %w", position(raw, syn.Offset-1)[1:], err)
+		if at := where(raw, err); at != "" {
+			return nil, fmt.Errorf("%s: %w", at, err)
 		}
 		return nil, err
 	}

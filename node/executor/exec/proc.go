@@ -62,9 +62,7 @@ func (u *execUnit) waitProc(p *proc, deadline time.Time, stopReq, kill chan stru
 		// Arm first, then check the channels: a stop that closes its channel before this
 		// check is seen by it, one that closes it after pokes the armed wait.
 		armErr := p.poll.arm(deadline)
-		u.e.mu.Lock()
-		u.waiting = p
-		u.e.mu.Unlock()
+		u.setWaiting(p)
 		if isClosed(stopReq) || isClosed(kill) {
 			u.setWaiting(nil)
 			return false, nil
